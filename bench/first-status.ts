@@ -1,0 +1,115 @@
+// Time from exec to the first answered GET /status, for the built binary and,
+// in the same run, for a baseline: a compiled bare Bun.serve that answers the
+// same bytes (the floor any Bun binary pays). Also prints the binary's size.
+//
+//   bun run build && bun bench/first-status.ts [runs]
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const runs = Number(process.argv[2] ?? 20);
+const binary = join(root, "dist", "compute_ctl");
+const work = mkdtempSync(join(tmpdir(), "bench-first-status-"));
+
+async function freePort(): Promise<number> {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const p = s.port;
+  s.stop(true);
+  return p;
+}
+
+// Baseline binary: same bytes as an empty compute's /status.
+const baselineSrc = join(work, "baseline.ts");
+writeFileSync(
+  baselineSrc,
+  `const body = JSON.stringify({start_time: new Date().toISOString(), tenant: null, timeline: null, status: "empty", last_active: null, error: null});
+Bun.serve({ port: Number(process.argv[2]), hostname: "::", fetch: () => new Response(body, { headers: { "content-type": "application/json" } }) });`,
+);
+const baseline = join(work, "baseline");
+const b = Bun.spawnSync(
+  [
+    process.execPath,
+    "build",
+    "--compile",
+    "--bytecode",
+    "--format=esm",
+    "--minify",
+    `--outfile=${baseline}`,
+    baselineSrc,
+  ],
+  { stderr: "pipe" },
+);
+if (b.exitCode !== 0) throw new Error(`baseline build failed: ${b.stderr}`);
+
+const config = join(work, "config.json");
+writeFileSync(config, JSON.stringify({ spec: null, compute_ctl_config: { jwks: { keys: [] } } }));
+mkdirSync(join(work, "pgdata"));
+
+async function timeToFirstStatus(cmd: (port: number) => string[]): Promise<number> {
+  const port = await freePort();
+  const t0 = performance.now();
+  const proc = Bun.spawn(cmd(port), { stdout: "ignore", stderr: "ignore" });
+  try {
+    const deadline = t0 + 10_000;
+    while (performance.now() < deadline) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/status`);
+        if (res.ok) {
+          await res.arrayBuffer();
+          return performance.now() - t0;
+        }
+      } catch {
+        // not listening yet
+      }
+    }
+    throw new Error("no answer within 10 s");
+  } finally {
+    proc.kill("SIGKILL");
+    await proc.exited;
+  }
+}
+
+const ours = (port: number) => [
+  binary,
+  "-D",
+  join(work, "pgdata"),
+  "-C",
+  "postgresql://cloud_admin@127.0.0.1:1/postgres",
+  "-i",
+  "bench",
+  "-c",
+  config,
+  "--external-http-port",
+  String(port),
+  "--internal-http-port",
+  "0",
+];
+const base = (port: number) => [baseline, String(port)];
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
+};
+
+// Warm the page cache for both, then interleave runs so noise hits both alike.
+await timeToFirstStatus(ours);
+await timeToFirstStatus(base);
+const a: number[] = [];
+const bl: number[] = [];
+for (let i = 0; i < runs; i++) {
+  a.push(await timeToFirstStatus(ours));
+  bl.push(await timeToFirstStatus(base));
+}
+rmSync(work, { recursive: true, force: true });
+
+const size = Bun.file(binary).size;
+const row = (name: string, xs: number[]) =>
+  `| ${name} | ${pct(xs, 50).toFixed(1)} | ${pct(xs, 90).toFixed(1)} |`;
+console.log(`binary: ${binary} ${(size / 1e6).toFixed(1)} MB; ${runs} runs each, interleaved`);
+console.log("| program | p50 ms | p90 ms |\n|---|---|---|");
+console.log(row("compute_ctl (empty compute)", a));
+console.log(row("baseline: compiled bare Bun.serve", bl));
+console.log(
+  `ratio p50 compute_ctl / baseline: ${(pct(a, 50) / pct(bl, 50)).toFixed(2)}x; overhead ${(pct(a, 50) - pct(bl, 50)).toFixed(1)} ms`,
+);

@@ -1,0 +1,34 @@
+// The one place that shapes HTTP answers, as upstream's JsonResponse: JSON
+// successes, `{"error": …}` failures with `content-type: application/json`, and
+// empty-bodied 404/405. Errors are logged here so handlers just throw.
+
+import { ComputeCtlError, errorMessage } from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+const JSON_TYPE = { "content-type": "application/json" } as const;
+
+export function jsonResponse(
+  body: unknown,
+  status = 200,
+  headers?: Record<string, string>,
+): Response {
+  const h = new Headers(headers);
+  h.set("content-type", "application/json");
+  return new Response(JSON.stringify(body), { status, headers: h });
+}
+
+export function errorResponse(status: number, message: string): Response {
+  return new Response(JSON.stringify({ error: message }), { status, headers: JSON_TYPE });
+}
+
+/** Maps anything a handler throws to a status and `{"error": …}`, never a stack trace. */
+export function responseForError(err: unknown, log: Logger): Response {
+  const status = err instanceof ComputeCtlError ? err.httpStatus : 500;
+  const message = errorMessage(err);
+  log.error(message);
+  return errorResponse(status, message);
+}
+
+export function emptyResponse(status: 404 | 405, headers?: Record<string, string>): Response {
+  return new Response(null, { status, headers });
+}

@@ -1,0 +1,25 @@
+// A route is one file under routes/: its method, path, whether the external
+// server's JWT check applies, and a handler that gets the compute context.
+
+import type { Context } from "hono";
+import type { Logger } from "../log.ts";
+import type { ComputeStateStore } from "../state/store.ts";
+
+/** What handlers may reach: the state store and process-wide parameters. */
+export interface ApiContext {
+  store: ComputeStateStore;
+  log: Logger;
+  computeId: string;
+}
+
+export type HttpMethod = "GET" | "POST" | "DELETE";
+
+export interface Route {
+  method: HttpMethod;
+  path: string;
+  /** Behind the JWT middleware on the external server (everything but /metrics). */
+  auth: boolean;
+  handler: (c: Context, ctx: ApiContext) => Response | Promise<Response>;
+}
+
+export type HonoEnv = { Variables: { requestId: string } };

@@ -1,0 +1,152 @@
+import { describe, expect, test } from "bun:test";
+import { ConfigError, InvalidStatusError } from "../errors.ts";
+import { memoryLogger } from "../log.ts";
+import { COMPUTE_METRICS_FIELDS } from "../state/metrics.ts";
+import { ComputeStateStore } from "../state/store.ts";
+import type { Route } from "./route.ts";
+import { buildApp, EXTERNAL_ROUTES, listen } from "./server.ts";
+
+function setup(extra: Route[] = []) {
+  const { log, lines } = memoryLogger();
+  const store = new ComputeStateStore({ log, now: () => 1_700_000_000_123_456_789n });
+  const app = buildApp([...EXTERNAL_ROUTES, ...extra], { store, log, computeId: "compute-1" });
+  return { app, store, lines };
+}
+
+describe("GET /status", () => {
+  test("exact upstream JSON: key order, Z start_time, null last_active", async () => {
+    const { app } = setup();
+    const res = await app.request("/status");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    expect(await res.text()).toBe(
+      '{"start_time":"2023-11-14T22:13:20.123456789Z","tenant":null,"timeline":null,"status":"empty","last_active":null,"error":null}',
+    );
+  });
+
+  test("last_active renders with +00:00 once set, status snake_case", async () => {
+    const { app, store } = setup();
+    store.setStatus("configuration_pending");
+    store.updateLastActive(1_700_000_100_500_000_000n);
+    const body = (await (await app.request("/status")).json()) as Record<string, unknown>;
+    expect(body.status).toBe("configuration_pending");
+    expect(body.last_active).toBe("2023-11-14T22:15:00.500+00:00");
+  });
+
+  test("failed status carries the error text", async () => {
+    const { app, store } = setup();
+    store.setStatus("init");
+    store.setFailedStatus(new Error("failed to sync safekeepers", { cause: new Error("timeout") }));
+    const body = (await (await app.request("/status")).json()) as Record<string, unknown>;
+    expect(body.status).toBe("failed");
+    expect(body.error).toBe("failed to sync safekeepers\n\nCaused by:\n    timeout");
+  });
+
+  test("HEAD answers like GET without a body", async () => {
+    const { app } = setup();
+    const res = await app.request("/status", { method: "HEAD" });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("");
+  });
+});
+
+describe("GET /metrics.json", () => {
+  test("all thirteen ComputeMetrics fields in upstream order", async () => {
+    const { app, store } = setup();
+    store.setMetric("basebackup_ms", 42);
+    const res = await app.request("/metrics.json");
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(Object.keys(body)).toEqual([...COMPUTE_METRICS_FIELDS]);
+    expect(body.basebackup_ms).toBe(42);
+    expect(body.total_startup_ms).toBe(0);
+  });
+});
+
+describe("response shaping", () => {
+  test("unknown path: 404 with an empty body; trailing slash is not normalised", async () => {
+    const { app } = setup();
+    for (const path of ["/nope", "/status/"]) {
+      const res = await app.request(path);
+      expect(res.status).toBe(404);
+      expect(await res.text()).toBe("");
+    }
+  });
+
+  test("known path, wrong method: 405 with an empty body and Allow", async () => {
+    const { app } = setup();
+    const res = await app.request("/status", { method: "POST" });
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("GET");
+    expect(await res.text()).toBe("");
+  });
+
+  test("x-request-id is echoed, or generated as a UUID", async () => {
+    const { app } = setup();
+    const echoed = await app.request("/status", { headers: { "x-request-id": "abc-123" } });
+    expect(echoed.headers.get("x-request-id")).toBe("abc-123");
+    const generated = await app.request("/nope");
+    expect(generated.headers.get("x-request-id")).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
+  });
+
+  test("thrown errors become {error} JSON with the error's status, logged", async () => {
+    const routes: Route[] = [
+      {
+        method: "GET",
+        path: "/bad",
+        auth: false,
+        handler: () => {
+          throw new ConfigError("spec.cluster: missing");
+        },
+      },
+      {
+        method: "GET",
+        path: "/state",
+        auth: false,
+        handler: () => {
+          throw new InvalidStatusError("invalid compute status: init");
+        },
+      },
+      {
+        method: "GET",
+        path: "/boom",
+        auth: false,
+        handler: () => {
+          throw new TypeError("x is undefined");
+        },
+      },
+    ];
+    const { app, lines } = setup(routes);
+    const cases: [string, number, string][] = [
+      ["/bad", 400, "spec.cluster: missing"],
+      ["/state", 412, "invalid compute status: init"],
+      ["/boom", 500, "x is undefined"],
+    ];
+    for (const [path, status, message] of cases) {
+      const res = await app.request(path, { headers: { "x-request-id": "r1" } });
+      expect(res.status).toBe(status);
+      expect(res.headers.get("content-type")).toBe("application/json");
+      expect(res.headers.get("x-request-id")).toBe("r1");
+      expect(await res.json()).toEqual({ error: message });
+      expect(lines.some((l) => l.includes("ERROR") && l.endsWith(message))).toBe(true);
+    }
+  });
+});
+
+describe("listen", () => {
+  test("answers on IPv4 and IPv6 loopback (dual stack)", async () => {
+    const { app } = setup();
+    const { log } = memoryLogger();
+    const l = listen(app, 0, "external", log);
+    try {
+      for (const host of ["127.0.0.1", "[::1]"]) {
+        const res = await fetch(`http://${host}:${l.port}/status`);
+        expect(res.status).toBe(200);
+      }
+    } finally {
+      await l.stop();
+    }
+  });
+});

@@ -1,0 +1,75 @@
+// The external (3080) and internal (3081) servers: Hono apps on Bun.serve,
+// assembled from route tables. Both listen on `::` (dual stack, as upstream).
+
+import { Hono, type MiddlewareHandler } from "hono";
+import type { Logger } from "../log.ts";
+import { requestId } from "./middleware/request-id.ts";
+import { emptyResponse, responseForError } from "./respond.ts";
+import type { ApiContext, HonoEnv, Route } from "./route.ts";
+import { metricsJsonRoute } from "./routes/metrics-json.ts";
+import { statusRoute } from "./routes/status.ts";
+
+export const EXTERNAL_ROUTES: readonly Route[] = [statusRoute, metricsJsonRoute];
+export const INTERNAL_ROUTES: readonly Route[] = [];
+
+export interface AppOptions {
+  /** Applied to routes with `auth: true` (the external server's JWT check). */
+  authorize?: MiddlewareHandler<HonoEnv>;
+}
+
+function pathMatches(pattern: string, path: string): boolean {
+  return pattern.endsWith("/*") ? path.startsWith(pattern.slice(0, -1)) : pattern === path;
+}
+
+export function buildApp(
+  routes: readonly Route[],
+  ctx: ApiContext,
+  opts: AppOptions = {},
+): Hono<HonoEnv> {
+  const app = new Hono<HonoEnv>();
+  app.use("*", requestId());
+  app.use("*", async (c, next) => {
+    ctx.log.info(`${c.req.method} ${c.req.path}`, `request_id=${c.get("requestId")}`);
+    await next();
+  });
+  for (const r of routes) {
+    if (r.auth && opts.authorize) app.use(r.path, opts.authorize);
+    app.on(r.method, r.path, (c) => r.handler(c, ctx));
+  }
+  // Unknown path: 404, empty body. Known path, other method: 405, empty body.
+  app.notFound((c) => {
+    const allowed = routes.filter((r) => pathMatches(r.path, c.req.path)).map((r) => r.method);
+    if (allowed.length > 0) return emptyResponse(405, { allow: [...new Set(allowed)].join(", ") });
+    return emptyResponse(404);
+  });
+  app.onError((err) => responseForError(err, ctx.log));
+  return app;
+}
+
+export interface Listener {
+  readonly port: number;
+  readonly hostname: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Listens on `[::]:port`; where the host has no IPv6 (some containers) falls
+ * back to 0.0.0.0 so the API still answers on IPv4.
+ */
+export function listen(app: Hono<HonoEnv>, port: number, name: string, log: Logger): Listener {
+  const serve = (hostname: string) =>
+    Bun.serve({ port, hostname, fetch: app.fetch, development: false });
+  let server: ReturnType<typeof serve>;
+  try {
+    server = serve("::");
+  } catch (e) {
+    log.warn(`${name} http server: cannot listen on [::]:${port} (${String(e)}), trying 0.0.0.0`);
+    server = serve("0.0.0.0");
+  }
+  log.info(`${name} http server listening on ${server.hostname}:${server.port}`);
+  return {
+    port: server.port ?? port,
+    hostname: server.hostname ?? "::",
+    stop: () => server.stop(true),
+  };
+}

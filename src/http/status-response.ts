@@ -1,0 +1,26 @@
+// ComputeStatusResponse: the body of /status (and of /configure). Key order,
+// timestamp formats and explicit nulls are upstream's exactly.
+
+import type { ComputeStatus } from "../state/status.ts";
+import type { ComputeState } from "../state/store.ts";
+import { formatRfc3339Offset, formatRfc3339Z } from "../state/time.ts";
+
+export interface ComputeStatusResponse {
+  start_time: string;
+  tenant: string | null;
+  timeline: string | null;
+  status: ComputeStatus;
+  last_active: string | null;
+  error: string | null;
+}
+
+export function computeStatusResponse(s: ComputeState): ComputeStatusResponse {
+  return {
+    start_time: formatRfc3339Z(s.startTime),
+    tenant: s.pspec?.tenant_id ?? null,
+    timeline: s.pspec?.timeline_id ?? null,
+    status: s.status,
+    last_active: s.lastActive === null ? null : formatRfc3339Offset(s.lastActive),
+    error: s.error,
+  };
+}

@@ -1,0 +1,159 @@
+// Smoke tests of the built binary: CLI behaviour, config errors, /status.
+import { afterAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import {
+  FIXTURES,
+  freePort,
+  runBinary,
+  startBinary,
+  tempDir,
+  waitUntil,
+  writeJson,
+} from "./helpers/binary.ts";
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+const EMPTY_CONFIG = { spec: null, compute_ctl_config: { jwks: { keys: [] } } };
+
+function baseArgs(config: string, ports?: { ext: number; int: number }): string[] {
+  const args = [
+    "-D",
+    join(tmp.dir, "pgdata"),
+    "-C",
+    "postgresql://cloud_admin@127.0.0.1:55432/postgres",
+    "-i",
+    "compute-smoke",
+    "-b",
+    "/usr/lib/postgresql/15/bin/postgres",
+    "-c",
+    config,
+  ];
+  if (ports)
+    args.push("--external-http-port", String(ports.ext), "--internal-http-port", String(ports.int));
+  return args;
+}
+
+function noStackTrace(text: string) {
+  expect(text).not.toMatch(/^\s+at .+:\d+/m);
+}
+
+describe("command line", () => {
+  test("--help prints every flag and exits 0", async () => {
+    const r = await runBinary(["--help"]);
+    expect(r.code).toBe(0);
+    for (const flag of [
+      "--pgdata",
+      "--connstr",
+      "--compute-id",
+      "--config",
+      "--control-plane-uri",
+      "--lakebase-mode",
+    ]) {
+      expect(r.stdout).toContain(flag);
+    }
+  });
+
+  test("--version exits 0 with the version and build tag", async () => {
+    const r = await runBinary(["--version"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^compute_ctl \S+ \(build_tag \S+, bun \d+\.\d+\.\d+\)\n$/);
+  });
+
+  test("an unknown flag is a usage error: exit 2, message names the flag", async () => {
+    const r = await runBinary(["--no-such-flag"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--no-such-flag");
+    noStackTrace(r.stderr);
+  });
+
+  test("-c with -p conflict is a usage error", async () => {
+    const r = await runBinary([...baseArgs("/x.json"), "-p", "http://127.0.0.1:1"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--control-plane-uri");
+  });
+
+  test("neither -c nor -p: clear message, non-zero exit", async () => {
+    const r = await runBinary([
+      "-D",
+      "/tmp/x",
+      "-C",
+      "postgresql://a@127.0.0.1/postgres",
+      "-i",
+      "c1",
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/--config|--control-plane-uri/);
+    noStackTrace(r.stderr);
+  });
+});
+
+describe("config errors", () => {
+  test("missing config file: exit 1, names the file", async () => {
+    const r = await runBinary(baseArgs(join(tmp.dir, "missing.json")));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("missing.json");
+    noStackTrace(r.stderr);
+  });
+
+  test("legacy bare spec fixture: exit 1, names compute_ctl_config", async () => {
+    const r = await runBinary(
+      baseArgs(join(FIXTURES, "docker_compose_spec__legacy_bare_computespec.json")),
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("compute_ctl_config");
+    noStackTrace(r.stderr);
+  });
+
+  test("invalid JSON: exit 1 with a parse message", async () => {
+    const path = join(tmp.dir, "bad.json");
+    await Bun.write(path, '{"spec": ');
+    const r = await runBinary(baseArgs(path));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("bad.json");
+    noStackTrace(r.stderr);
+  });
+
+  test("a primary spec without safekeepers is fatal before listening", async () => {
+    const ports = { ext: await freePort(), int: await freePort() };
+    const config = writeJson(join(tmp.dir, "nosk.json"), {
+      spec: {
+        format_version: 1.0,
+        suspend_timeout_seconds: -1,
+        cluster: { roles: [], databases: [] },
+        tenant_id: "a".repeat(32),
+        timeline_id: "b".repeat(32),
+        pageserver_connstring: "postgres://no_user@127.0.0.1:64000",
+      },
+      compute_ctl_config: { jwks: { keys: [] } },
+    });
+    const r = await runBinary(baseArgs(config, ports));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("safekeeper connstrings should be provided");
+  });
+});
+
+describe("HTTP", () => {
+  test("an empty compute answers /status with status empty and null last_active; SIGTERM exits 1", async () => {
+    const ports = { ext: await freePort(), int: await freePort() };
+    const config = writeJson(join(tmp.dir, "empty.json"), EMPTY_CONFIG);
+    const child = startBinary(baseArgs(config, ports));
+    try {
+      const body = await waitUntil("GET /status", async () => {
+        const res = await fetch(`http://127.0.0.1:${ports.ext}/status`);
+        return res.ok ? ((await res.json()) as Record<string, unknown>) : undefined;
+      });
+      expect(body.status).toBe("empty");
+      expect(body.last_active).toBeNull();
+      expect(body.tenant).toBeNull();
+      expect(body.start_time).toMatch(/Z$/);
+      const v6 = await fetch(`http://[::1]:${ports.ext}/metrics.json`);
+      expect(v6.status).toBe(200);
+      const internal = await fetch(`http://127.0.0.1:${ports.int}/nope`);
+      expect(internal.status).toBe(404);
+    } finally {
+      expect(await child.stop("SIGTERM")).toBe(1);
+    }
+    expect(child.stderr()).toContain("received SIGTERM termination signal");
+  });
+});
