@@ -42,6 +42,13 @@ const b = Bun.spawnSync(
 );
 if (b.exitCode !== 0) throw new Error(`baseline build failed: ${b.stderr}`);
 
+const pgbin = Bun.spawnSync([
+  "sh",
+  "-c",
+  "ls /usr/lib/postgresql/*/bin/postgres | sort -V | tail -1",
+])
+  .stdout.toString()
+  .trim();
 const config = join(work, "config.json");
 writeFileSync(config, JSON.stringify({ spec: null, compute_ctl_config: { jwks: { keys: [] } } }));
 mkdirSync(join(work, "pgdata"));

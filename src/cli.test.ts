@@ -71,6 +71,7 @@ describe("defaults", () => {
       dev: false,
       pgInitTimeout: undefined,
       lakebaseMode: false,
+      pgUser: "postgres",
     });
   });
 
@@ -208,6 +209,7 @@ describe("every flag, long, short and = forms", () => {
     ["--dev", [...base(), "--dev"], { dev: true }],
     ["--pg-init-timeout", [...base(), "--pg-init-timeout", "5"], { pgInitTimeout: 5 }],
     ["--pg-init-timeout=", [...base(), "--pg-init-timeout=+7"], { pgInitTimeout: 7 }],
+    ["--pg-user (ours)", [...base(), "--pg-user", "pguser"], { pgUser: "pguser" }],
     ["--lakebase-mode true", [...base(), "--lakebase-mode", "true"], { lakebaseMode: true }],
     ["--lakebase-mode false", [...base(), "--lakebase-mode", "false"], { lakebaseMode: false }],
     ["--lakebase-mode=true", [...base(), "--lakebase-mode=true"], { lakebaseMode: true }],
@@ -229,7 +231,8 @@ describe("every flag, long, short and = forms", () => {
     const names = Object.keys(computeCtlCommand.args ?? {});
     const covered = new Set(rows.map(([label]) => label.split(/[ =]/)[0]));
     for (const name of names) expect(covered.has(`--${name}`)).toBe(true);
-    expect(names).toHaveLength(20);
+    // Upstream's 20 flags plus our --pg-user.
+    expect(names).toHaveLength(21);
   });
 });
 

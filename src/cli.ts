@@ -141,6 +141,15 @@ const FLAGS = {
     kind: "seconds",
     description: "Lakebase: seconds to wait for Postgres to start (effective default 60)",
   },
+  // Ours, not upstream's: when compute_ctl runs as root, postgres and the tools
+  // next to it run as this user (postgres refuses to run as root).
+  "pg-user": {
+    type: "string",
+    kind: "string",
+    default: "postgres",
+    valueHint: "USER",
+    description: "Ours: user that runs postgres when compute_ctl runs as root (ignored otherwise)",
+  },
   "lakebase-mode": {
     type: "enum",
     kind: "bool",
@@ -195,6 +204,8 @@ export interface CliOptions {
   /** Seconds. */
   pgInitTimeout?: number;
   lakebaseMode: boolean;
+  /** Ours: the user postgres runs as when we are root. */
+  pgUser: string;
 }
 
 export type CliResult =
@@ -409,6 +420,7 @@ function resolve(given: Given, env: Env): CliOptions {
     dev: given.has("dev"),
     pgInitTimeout: opt("pg-init-timeout", parseSeconds),
     lakebaseMode,
+    pgUser: req("pg-user"),
   };
 }
 

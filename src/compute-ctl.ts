@@ -1,17 +1,20 @@
 // What upstream's main() does once the command line is parsed: logging,
-// signal handling, obtaining the config, then ComputeNode::run().
+// signal handling, rlimits, obtaining the config, then ComputeNode::run().
 
 import type { CliOptions } from "./cli.ts";
 import { ComputeNode } from "./compute.ts";
 import { ConfigError, errorMessage } from "./errors.ts";
 import { log } from "./log.ts";
+import { BunRunner } from "./process/bun-runner.ts";
+import { Reaper, setCoreRlimitUnlimited } from "./process/reaper.ts";
+import { onTerminationSignals } from "./process/signals.ts";
+import { resolveRunAs } from "./process/user.ts";
 import { fetchConfigFromControlPlane } from "./spec/control-plane.ts";
 import { loadConfigFile } from "./spec/parse.ts";
 import type { ComputeConfig } from "./spec/schema.ts";
 import { startCompute } from "./startup/index.ts";
+import { getPgVersion } from "./startup/pg-version.ts";
 import { BUILD_TAG } from "./version.ts";
-
-const EXIT_SIGNALS = ["SIGINT", "SIGTERM", "SIGQUIT"] as const;
 
 /** Upstream get_config: `-c FILE` or `-p URI` (the CLI guarantees one of them). */
 async function getConfig(opts: CliOptions): Promise<ComputeConfig> {
@@ -28,16 +31,33 @@ async function getConfig(opts: CliOptions): Promise<ComputeConfig> {
 }
 
 export async function runComputeCtl(opts: CliOptions): Promise<number> {
-  // Signals end the process at once with status 1, as upstream. As PID 1 a
-  // handler is required: the kernel ignores an unhandled SIGTERM for init.
-  for (const sig of EXIT_SIGNALS) {
-    process.on(sig, () => {
-      log.info(`received ${sig} termination signal`);
-      process.exit(1);
-    });
-  }
+  let node: ComputeNode | undefined;
+  // Signals end the process with status 1, as upstream. As PID 1 a handler is
+  // required anyway: the kernel ignores an unhandled SIGTERM for init.
+  onTerminationSignals((sig) => {
+    const forwarded = node
+      ? node.onTerminationSignal(sig)
+      : (log.info(`received ${sig} termination signal`), Promise.resolve());
+    void forwarded.finally(() => process.exit(1));
+  });
   log.info(`compute build_tag: ${BUILD_TAG}`);
 
+  // Upstream exits when RLIMIT_CORE cannot be raised; an unprivileged run
+  // (tests, dev) usually cannot, so we warn instead.
+  const rlimit = setCoreRlimitUnlimited();
+  if (!rlimit.ok) log.warn(`could not set RLIMIT_CORE to unlimited: ${rlimit.message}`);
+
+  // As PID 1 we must reap orphans; our own children stay Bun's to wait for.
+  const reaper = new Reaper({ onError: (e) => log.warn(`reaper: ${errorMessage(e)}`) });
+  const started = reaper.start();
+  if (!started.ok) log.warn(`running as PID 1 without a reaper: ${started.message}`);
+
+  const runner = new BunRunner({ spawnedPids: reaper });
+  // pg_config runs while the config loads: both come before the servers listen.
+  const pgVersion = getPgVersion(runner, opts.pgbin).then(
+    (v) => ({ ok: true as const, v }),
+    (e: unknown) => ({ ok: false as const, e }),
+  );
   let config: ComputeConfig;
   try {
     config = await getConfig(opts);
@@ -52,11 +72,24 @@ export async function runComputeCtl(opts: CliOptions): Promise<number> {
     return 1;
   }
 
-  let node: ComputeNode;
+  const pg = await pgVersion;
+  if (!pg.ok) {
+    log.error(errorMessage(pg.e));
+    return 1;
+  }
+  log.info(`postgres major version ${pg.v}`);
+
   try {
-    node = new ComputeNode(opts, config, { log, startCompute });
+    node = new ComputeNode(opts, config, {
+      log,
+      runner,
+      runAs: resolveRunAs(opts.pgUser),
+      startCompute: (ctx) => startCompute(ctx),
+    });
   } catch (e) {
-    log.error(`invalid compute spec: ${errorMessage(e)}`);
+    // ParsedSpec errors keep upstream's text; the path says where to look.
+    const where = e instanceof ConfigError && e.path ? ` (at ${e.path})` : "";
+    log.error(`invalid compute spec: ${errorMessage(e)}${where}`);
     return 1;
   }
   return node.run();

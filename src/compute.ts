@@ -1,8 +1,10 @@
 // ComputeNode: the process's compute, as upstream's compute.rs. It owns the
-// state store and the HTTP servers, and runs the top-level flow of `run()`:
-// listen, obtain a spec, start the compute, wait on the postmaster, exit.
+// state store, the HTTP servers and the children, and runs the top-level flow
+// of `run()`: listen, obtain a spec, start the compute, wait on the postmaster,
+// clean up, exit.
 
 import type { CliOptions } from "./cli.ts";
+import { errorChain, errorMessage } from "./errors.ts";
 import type { ApiContext } from "./http/route.ts";
 import {
   buildApp,
@@ -12,33 +14,46 @@ import {
   listen,
 } from "./http/server.ts";
 import type { Logger } from "./log.ts";
+import {
+  type ChildProcess,
+  type ProcessRunner,
+  type RunAs,
+  shellExitCode,
+} from "./process/runner.ts";
+import type { TerminationSignal } from "./process/signals.ts";
+import { formatLsn, type Lsn } from "./spec/lsn.ts";
 import { type ParsedSpec, toParsedSpec } from "./spec/parsed-spec.ts";
 import type { ComputeConfig, ComputeCtlConfig } from "./spec/schema.ts";
+import { type ChildRegistry, maybeCgexec, type StartupContext } from "./startup/context.ts";
+import type { StartedCompute } from "./startup/index.ts";
+import { syncSafekeepers } from "./startup/safekeepers.ts";
 import { ComputeStateStore } from "./state/store.ts";
 
 /** Exit delays after the postmaster is gone (upstream run(), step 12). */
 export const EXIT_DELAY_MS = 300;
 export const EXIT_DELAY_AFTER_FAILURE_MS = 30_000;
+/** How long a termination signal waits for the children it was forwarded to. */
+export const SIGNAL_CHILD_GRACE_MS = 30_000;
 
 export interface ComputeNodeDeps {
   log: Logger;
+  runner: ProcessRunner;
+  /** Identity for postgres and the tools next to it; null: our own (not root). */
+  runAs: RunAs | null;
   /** The startup pipeline; resolves when the compute is running. */
-  startCompute: (node: ComputeNode, pspec: ParsedSpec) => Promise<StartedCompute>;
+  startCompute: (ctx: StartupContext) => Promise<StartedCompute>;
   sleep?: (ms: number) => Promise<void>;
-}
-
-/** What a successful start hands back: a way to wait for the postmaster's exit. */
-export interface StartedCompute {
-  /** Resolves with the postmaster's exit code (null when killed by a signal). */
-  waitPostgres(): Promise<number | null>;
+  env?: Record<string, string | undefined>;
 }
 
 export class ComputeNode {
   readonly store: ComputeStateStore;
   readonly params: CliOptions;
   readonly computeCtlConfig: ComputeCtlConfig;
+  readonly children: ChildRegistry = { postgres: null, syncSafekeepers: null };
   private readonly log: Logger;
   private readonly deps: ComputeNodeDeps;
+  private readonly shutdownController = new AbortController();
   private listeners: Listener[] = [];
 
   /**
@@ -54,8 +69,31 @@ export class ComputeNode {
     this.store = new ComputeStateStore({ log: deps.log, initial: { pspec } });
   }
 
+  get shutdownSignal(): AbortSignal {
+    return this.shutdownController.signal;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return (this.deps.sleep ?? Bun.sleep)(ms);
+  }
+
   apiContext(): ApiContext {
     return { store: this.store, log: this.log, computeId: this.params.computeId };
+  }
+
+  startupContext(pspec: ParsedSpec): StartupContext {
+    return {
+      params: this.params,
+      pspec,
+      store: this.store,
+      log: this.log,
+      runner: this.deps.runner,
+      runAs: this.deps.runAs,
+      children: this.children,
+      sleep: (ms) => this.sleep(ms),
+      signal: this.shutdownSignal,
+      wrap: maybeCgexec(this.deps.env ?? process.env),
+    };
   }
 
   /** Starts both HTTP servers. */
@@ -72,19 +110,21 @@ export class ComputeNode {
     this.listeners = [];
   }
 
-  /** Blocks until /configure hands over a spec (upstream wait_spec). */
+  /** Blocks until /configure hands over a spec (upstream wait_spec), or termination. */
   async waitSpec(): Promise<ParsedSpec | null> {
     this.log.info("no compute spec provided, waiting");
-    const st = await this.store.waitFor(
-      (s) =>
-        s.status === "configuration_pending" ||
-        s.status === "termination_pending_fast" ||
-        s.status === "termination_pending_immediate",
-    );
-    if (st.status !== "configuration_pending") return null;
+    const st = await this.store
+      .waitFor(
+        (s) =>
+          s.status === "configuration_pending" ||
+          s.status === "termination_pending_fast" ||
+          s.status === "termination_pending_immediate",
+        { signal: this.shutdownSignal },
+      )
+      .catch(() => null);
+    if (st?.status !== "configuration_pending") return null;
     const now = this.store.now();
-    const waited = Number((now - st.startTime) / 1_000_000n);
-    this.store.setMetric("wait_for_spec_ms", waited);
+    this.store.setMetric("wait_for_spec_ms", Number((now - st.startTime) / 1_000_000n));
     // start_time and total_startup_ms exclude the time spent in the pool.
     this.store.update({ startTime: now });
     this.log.info("got spec, continue configuration");
@@ -96,35 +136,99 @@ export class ComputeNode {
     const cliSpec = this.store.state.pspec;
     // With a spec on the command line nobody may observe `empty` (neon_local
     // treats it as fatal), so enter `init` before the servers answer.
-    if (cliSpec) this.store.setStatus("init");
+    if (cliSpec) this.enterInit();
     this.listen();
 
     const pspec = cliSpec ?? (await this.waitSpec());
     let exitCode: number | null = null;
     let delayExit = false;
     if (pspec) {
-      if (!cliSpec) this.store.setStatus("init");
-      this.store.update({ pgStartTime: this.store.now() });
+      if (!cliSpec) this.enterInit();
       try {
-        const started = await this.deps.startCompute(this, pspec);
-        exitCode = await started.waitPostgres();
-        this.log.info(`Postgres exited with code ${exitCode ?? "(signal)"}, shutting down`);
+        const started = await this.deps.startCompute(this.startupContext(pspec));
+        const status = await started.postgres.exited;
+        exitCode = status.code;
+        this.log.info(`Postgres exited with code ${shellExitCode(status)}, shutting down`);
       } catch (e) {
-        this.log.error(
-          `could not start the compute node: ${e instanceof Error ? e.message : String(e)}`,
-        );
+        this.log.error(`could not start the compute node: ${errorChain(e)}`);
         this.store.setFailedStatus(e);
         delayExit = true;
       }
-    } else if (this.store.status === "termination_pending_fast") {
-      delayExit = true;
+      if (this.shutdownSignal.aborted) return 1;
+      try {
+        delayExit = (await this.cleanupAfterPostgresExit(pspec)) || delayExit;
+      } catch (e) {
+        this.log.error(`cleanup after postgres exit failed: ${errorChain(e)}`);
+        await this.stopListening();
+        return 1;
+      }
+    } else if (this.store.status.startsWith("termination_pending")) {
+      // Ours: /terminate on an empty compute ends it (upstream hangs here).
+      delayExit = this.store.status === "termination_pending_fast";
+      this.store.setStatus("terminated");
+    } else {
+      return 1;
     }
-    if (this.store.status.startsWith("termination_pending")) this.store.setStatus("terminated");
 
-    const delay = delayExit ? EXIT_DELAY_AFTER_FAILURE_MS : EXIT_DELAY_MS;
     if (delayExit) this.log.info("giving control plane 30s to collect the error before shutdown");
-    await (this.deps.sleep ?? Bun.sleep)(delay);
+    await this.sleep(delayExit ? EXIT_DELAY_AFTER_FAILURE_MS : EXIT_DELAY_MS);
     await this.stopListening();
     return exitCode ?? 1;
+  }
+
+  private enterInit(): void {
+    this.store.update({ pgStartTime: this.store.now() });
+    this.store.setStatus("init");
+  }
+
+  /**
+   * Upstream cleanup_after_postgres_exit: a primary syncs safekeepers once more
+   * (its LSN is /terminate's answer); `termination_pending_*` becomes
+   * `terminated`. Returns whether to delay the exit.
+   */
+  private async cleanupAfterPostgresExit(pspec: ParsedSpec): Promise<boolean> {
+    let lsn: Lsn | null = null;
+    if (pspec.mode.kind === "primary") {
+      this.log.info("syncing safekeepers on shutdown");
+      lsn = await syncSafekeepers(this.startupContext(pspec));
+      this.log.info(`synced safekeepers at lsn ${formatLsn(lsn)}`);
+    } else {
+      this.log.info("not primary, not syncing safekeepers");
+    }
+    this.store.update({ terminateFlushLsn: lsn });
+    const status = this.store.status;
+    const delay = status === "termination_pending_fast";
+    if (status === "termination_pending_fast" || status === "termination_pending_immediate") {
+      this.store.setStatus("terminated");
+    }
+    return delay;
+  }
+
+  /**
+   * A termination signal (upstream handle_exit_signal): SIGTERM to a running
+   * sync-safekeepers, SIGINT (fast shutdown) to postgres. Unlike upstream we
+   * then wait, bounded, for them to exit, so no orphan outlives us.
+   */
+  async onTerminationSignal(sig: TerminationSignal): Promise<void> {
+    this.log.info(`received ${sig} termination signal`);
+    this.shutdownController.abort(new Error(`received ${sig}`));
+    const waits: Promise<unknown>[] = [];
+    const forward = (child: ChildProcess | null, signal: NodeJS.Signals) => {
+      if (child?.kill(signal)) waits.push(child.exited);
+    };
+    forward(this.children.syncSafekeepers, "SIGTERM");
+    forward(this.children.postgres, "SIGINT");
+    if (waits.length === 0) return;
+    const all = Promise.all(waits);
+    const timedOut = await Promise.race([
+      all.then(() => false),
+      this.sleep(SIGNAL_CHILD_GRACE_MS).then(() => true),
+    ]);
+    if (timedOut) {
+      this.log.warn(`children did not exit within ${SIGNAL_CHILD_GRACE_MS} ms; killing them`);
+      this.children.syncSafekeepers?.kill("SIGKILL");
+      this.children.postgres?.kill("SIGKILL");
+      await all.catch((e) => this.log.warn(errorMessage(e)));
+    }
   }
 }

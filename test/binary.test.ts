@@ -131,6 +131,14 @@ describe("config errors", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("safekeeper connstrings should be provided");
   });
+
+  test("docker-compose config with its TENANT_ID placeholder: fatal, names the setting", async () => {
+    const r = await runBinary(baseArgs(join(FIXTURES, "docker_compose_compute_config.json")));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /invalid compute spec: invalid tenant id \(at spec\.cluster\.settings\[\d+\]\.value\)/,
+    );
+  });
 });
 
 describe("HTTP", () => {

@@ -1,0 +1,47 @@
+// What every startup phase needs, passed explicitly so a phase can be tested
+// with a fake runner, a fake clock and stand-in servers.
+
+import type { CliOptions } from "../cli.ts";
+import type { Logger } from "../log.ts";
+import type { ChildProcess, ProcessRunner, RunAs } from "../process/runner.ts";
+import type { ParsedSpec } from "../spec/parsed-spec.ts";
+import type { ComputeStateStore } from "../state/store.ts";
+
+/** Children a termination signal must reach (upstream's PG_PID and SYNC_SAFEKEEPERS_PID). */
+export interface ChildRegistry {
+  postgres: ChildProcess | null;
+  syncSafekeepers: ChildProcess | null;
+}
+
+export type StartupParams = Pick<
+  CliOptions,
+  | "pgbin"
+  | "pgBinDir"
+  | "pgdata"
+  | "connstr"
+  | "privilegedRoleName"
+  | "internalHttpPort"
+  | "lakebaseMode"
+>;
+
+export interface StartupContext {
+  params: StartupParams;
+  pspec: ParsedSpec;
+  store: ComputeStateStore;
+  log: Logger;
+  runner: ProcessRunner;
+  /** Who postgres and the tools from --pgbin's directory run as; null: ourselves. */
+  runAs: RunAs | null;
+  children: ChildRegistry;
+  sleep: (ms: number) => Promise<void>;
+  /** Aborted when compute_ctl shuts down: long waits end early. */
+  signal: AbortSignal;
+  /** `cgexec -g memory:neon-postgres` prefix when AUTOSCALING is set (upstream maybe_cgexec). */
+  wrap: (cmd: string[]) => string[];
+}
+
+export function maybeCgexec(env: Record<string, string | undefined>): (cmd: string[]) => string[] {
+  return env.AUTOSCALING !== undefined
+    ? (cmd) => ["cgexec", "-g", "memory:neon-postgres", ...cmd]
+    : (cmd) => cmd;
+}

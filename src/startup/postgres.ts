@@ -1,0 +1,82 @@
+// Starting the postmaster and waiting for it: ready when the last line of
+// postmaster.pid says `ready` (60 s limit, polled every 100 ms); an early exit
+// fails at once. Unlike upstream, a postmaster that did not get ready is
+// stopped rather than left behind as an orphan.
+
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { ComputeCtlError } from "../errors.ts";
+import { relayPostgresLog } from "../process/pg-log.ts";
+import { type ChildProcess, type ExitStatus, terminate } from "../process/runner.ts";
+import type { StartupContext } from "./context.ts";
+
+export const POSTGRES_WAIT_TIMEOUT_MS = 60_000;
+export const POSTGRES_POLL_MS = 100;
+
+export interface RunningPostgres {
+  child: ChildProcess;
+  /** Resolves when the postmaster has exited and its stderr relay reached EOF. */
+  exited: Promise<ExitStatus>;
+}
+
+/** Last line of postmaster.pid, trimmed, is `ready` (what postgres writes for primaries and hot standbys). */
+export function postmasterPidSaysReady(text: string): boolean {
+  const lines = text.trimEnd().split("\n");
+  return lines.at(-1)?.trim() === "ready";
+}
+
+export function startPostgres(ctx: StartupContext): RunningPostgres {
+  const env: Record<string, string> = {};
+  if (ctx.pspec.storage_auth_token) env.NEON_AUTH_TOKEN = ctx.pspec.storage_auth_token;
+  const cmd = ctx.wrap([ctx.params.pgbin, "-D", ctx.params.pgdata]);
+  const child = ctx.runner.spawn({ cmd, env, user: ctx.runAs, stdout: "inherit", stderr: "lines" });
+  // Published at once, so a termination signal reaches it even before `ready`.
+  ctx.children.postgres = child;
+  const relay = relayPostgresLog(child.stderrLines()).catch((e) =>
+    ctx.log.warn(`postgres log relay: ${String(e)}`),
+  );
+  // Backends inherit the postmaster's stderr: its EOF can only come after they are all gone.
+  const exited = child.exited.then(async (status) => {
+    await relay;
+    if (ctx.children.postgres === child) ctx.children.postgres = null;
+    return status;
+  });
+  return { child, exited };
+}
+
+function exitCodeForMessage(status: ExitStatus): number {
+  return status.code ?? -1;
+}
+
+/** Waits for `ready`; on timeout or shutdown stops the postmaster before failing. */
+export async function waitForPostgres(
+  ctx: StartupContext,
+  pg: RunningPostgres,
+  timeoutMs = POSTGRES_WAIT_TIMEOUT_MS,
+): Promise<void> {
+  const pidFile = join(ctx.params.pgdata, "postmaster.pid");
+  const deadline = performance.now() + timeoutMs;
+  let exitStatus: ExitStatus | null = null;
+  void pg.child.exited.then((s) => {
+    exitStatus = s;
+  });
+  for (;;) {
+    if (exitStatus !== null) {
+      throw new ComputeCtlError(
+        `Postgres exited unexpectedly with code ${exitCodeForMessage(exitStatus)}`,
+      );
+    }
+    const text = await readFile(pidFile, "utf8").catch(() => "");
+    if (postmasterPidSaysReady(text)) return;
+    if (ctx.signal.aborted || performance.now() >= deadline) {
+      await terminate(pg.child, { signal: "SIGQUIT", graceMs: 5_000 });
+      throw new ComputeCtlError(
+        ctx.signal.aborted
+          ? "shutdown requested while waiting for Postgres to start"
+          : "timed out while waiting for Postgres to start",
+      );
+    }
+    // Wake on the child's exit too, not just the poll tick.
+    await Promise.race([ctx.sleep(POSTGRES_POLL_MS), pg.child.exited]);
+  }
+}

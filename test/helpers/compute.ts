@@ -1,0 +1,190 @@
+// A compute started from the built binary against the dev stand-ins.
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  type DevEnvironment,
+  type DevEnvironmentOptions,
+  startDevEnvironment,
+} from "../../src/dev/environment.ts";
+import { resolveRunAs } from "../../src/process/user.ts";
+import { freePort, type Started, startBinary, waitUntil, writeJson } from "./binary.ts";
+
+export const PG_BIN_DIR = (() => {
+  const dirs = existsSync("/usr/lib/postgresql")
+    ? readdirSync("/usr/lib/postgresql")
+        .filter((v) => existsSync(`/usr/lib/postgresql/${v}/bin/postgres`))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
+  if (!dirs[0])
+    throw new Error(
+      "no PostgreSQL server binaries under /usr/lib/postgresql: apt-get install postgresql",
+    );
+  return `/usr/lib/postgresql/${dirs[0]}/bin`;
+})();
+
+export const RUN_AS = resolveRunAs();
+
+/** A work dir the postgres user can traverse (mkdtemp makes it 0700). */
+export function workDir(prefix: string): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface ComputeUnderTest {
+  env: DevEnvironment;
+  child: Started;
+  pgPort: number;
+  ext: number;
+  pgdata: string;
+  status(): Promise<Record<string, unknown>>;
+  metrics(): Promise<Record<string, number>>;
+  waitForStatus(want: string[], timeoutMs?: number): Promise<Record<string, unknown>>;
+  psql(sql: string, db?: string): Promise<{ code: number; out: string; err: string }>;
+  /** Stops compute_ctl (SIGTERM unless said) and the stand-ins; checks no postgres of ours is left. */
+  stop(signal?: NodeJS.Signals): Promise<number>;
+}
+
+export interface StartOptions {
+  envOptions?: Partial<DevEnvironmentOptions>;
+  spec?: Record<string, unknown>;
+  clusterConf?: string;
+  binEnv?: Record<string, string>;
+  /** Use the real postgres as --pgbin instead of the sync-safekeepers stand-in dir. */
+  realPgbin?: boolean;
+}
+
+export async function startCompute(
+  root: string,
+  name: string,
+  opts: StartOptions = {},
+): Promise<ComputeUnderTest> {
+  const env = await startDevEnvironment({
+    pgBinDir: PG_BIN_DIR,
+    workDir: root,
+    runAs: RUN_AS,
+    ...opts.envOptions,
+  });
+  const pgPort = await freePort();
+  const ext = await freePort();
+  const int = await freePort();
+  const pgdata = join(root, `${name}-pgdata`);
+  const spec = {
+    format_version: 1.0,
+    suspend_timeout_seconds: -1,
+    skip_pg_catalog_updates: true,
+    cluster: {
+      roles: [],
+      databases: [],
+      postgresql_conf: `listen_addresses='127.0.0.1'\nport=${pgPort}\nunix_socket_directories=''\nfsync=off\nshared_buffers=16MB\n${opts.clusterConf ?? ""}`,
+      settings: [{ name: "work_mem", value: "7MB", vartype: "string" }],
+    },
+    mode: "Primary",
+    ...env.storageSpec(),
+    ...opts.spec,
+  };
+  const config = writeJson(join(root, `${name}-config.json`), {
+    spec,
+    compute_ctl_config: { jwks: { keys: [] } },
+  });
+  const child = startBinary(
+    [
+      "-D",
+      pgdata,
+      "-C",
+      `postgresql://cloud_admin@127.0.0.1:${pgPort}/postgres`,
+      "-i",
+      name,
+      "-b",
+      opts.realPgbin ? join(PG_BIN_DIR, "postgres") : env.pgbin.postgres,
+      "-c",
+      config,
+      "--external-http-port",
+      String(ext),
+      "--internal-http-port",
+      String(int),
+    ],
+    opts.binEnv,
+  );
+  const get = async (path: string) => {
+    const res = await fetch(`http://127.0.0.1:${ext}${path}`);
+    if (!res.ok) throw new Error(`${path}: ${res.status}`);
+    return res.json();
+  };
+  const status = () => get("/status") as Promise<Record<string, unknown>>;
+  return {
+    env,
+    child,
+    pgPort,
+    ext,
+    pgdata,
+    status,
+    metrics: () => get("/metrics.json") as Promise<Record<string, number>>,
+    waitForStatus: (want, timeoutMs = 30_000) =>
+      waitUntil(
+        `status in ${want.join("|")}`,
+        async () => {
+          if (child.proc.exitCode !== null)
+            throw new Error(
+              `compute_ctl exited ${child.proc.exitCode}: ${child.stderr().slice(-2000)}`,
+            );
+          const s = await status();
+          return want.includes(String(s.status)) ? s : undefined;
+        },
+        timeoutMs,
+      ),
+    psql: async (sql, db = "postgres") => {
+      const p = Bun.spawn(
+        [
+          join(PG_BIN_DIR, "psql"),
+          "-XAtq",
+          "-h",
+          "127.0.0.1",
+          "-p",
+          String(pgPort),
+          "-U",
+          "cloud_admin",
+          "-d",
+          db,
+          "-c",
+          sql,
+        ],
+        { stdout: "pipe", stderr: "pipe", timeout: 10_000 },
+      );
+      const [out, err, code] = await Promise.all([
+        new Response(p.stdout).text(),
+        new Response(p.stderr).text(),
+        p.exited,
+      ]);
+      return { code, out: out.trim(), err };
+    },
+    stop: async (signal = "SIGTERM") => {
+      const code = await child.stop(signal);
+      await env.close();
+      await waitUntil(
+        "no postgres left for this pgdata",
+        () => (postgresPids(pgdata).length === 0 ? true : undefined),
+        15_000,
+      );
+      return code;
+    },
+  };
+}
+
+/** Pids of postgres processes whose command line names `pgdata`. */
+export function postgresPids(pgdata: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0");
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) continue;
+      if (cmd.some((a) => a === pgdata) && cmd[0]?.endsWith("postgres")) pids.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
