@@ -79,6 +79,8 @@ async function timeToFirstStatus(cmd: (port: number) => string[]): Promise<numbe
 
 const ours = (port: number) => [
   binary,
+  "-b",
+  pgbin,
   "-D",
   join(work, "pgdata"),
   "-C",

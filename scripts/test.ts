@@ -33,7 +33,9 @@ if (!skipPre) {
 }
 
 // Mirror bun test's stderr while keeping it to read the summary.
-const proc = Bun.spawn([process.execPath, "test", ...testArgs], {
+// Per-test timeout: process-level tests start real postgres; each wait inside
+// them has its own deadline.
+const proc = Bun.spawn([process.execPath, "test", "--timeout=60000", ...testArgs], {
   stdout: "inherit",
   stderr: "pipe",
   env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1" },

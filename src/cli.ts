@@ -211,7 +211,21 @@ export interface CliOptions {
 export type CliResult =
   | { kind: "run"; options: CliOptions }
   | { kind: "help"; text: string }
-  | { kind: "version" };
+  | { kind: "version" }
+  | { kind: "dev"; options: DevOptions };
+
+/** `compute_ctl dev`: the whole pipeline on this machine, against loopback stand-ins. */
+export interface DevOptions {
+  /** Directory of the PostgreSQL binaries, or the postgres binary; found when absent. */
+  pgbin?: string;
+  /** Work directory: PGDATA, template cache, config; must be traversable by the postgres user. */
+  dataDir: string;
+  pgPort: number;
+  externalHttpPort: number;
+  internalHttpPort: number;
+  /** A ComputeSpec JSON file; default: the bundled examples/spec.json. */
+  spec?: string;
+}
 
 type Env = Record<string, string | undefined>;
 
@@ -225,7 +239,86 @@ interface Subcommand {
   description: string;
   parse(argv: string[], env: Env): CliResult;
 }
-const SUBCOMMANDS: Record<string, Subcommand> = {};
+const DEV_FLAGS: Record<string, { value: string; help: string; default?: string }> = {
+  pgbin: {
+    value: "PATH",
+    help: "PostgreSQL bin directory or postgres binary (default: found on PATH or in /usr/lib/postgresql)",
+  },
+  "data-dir": {
+    value: "DIR",
+    help: "Work directory for PGDATA, config and the template cache",
+    default: "/tmp/compute-ctl-dev",
+  },
+  "pg-port": { value: "PORT", help: "Port postgres listens on (127.0.0.1)", default: "55433" },
+  "external-http-port": { value: "PORT", help: "External HTTP port", default: "3080" },
+  "internal-http-port": { value: "PORT", help: "Internal HTTP port", default: "3081" },
+  spec: {
+    value: "FILE",
+    help: "ComputeSpec JSON to start from (default: the bundled examples/spec.json)",
+  },
+};
+
+function devHelp(): string {
+  const lines = [
+    "Runs the whole compute_ctl pipeline on this machine: stand-in pageserver and",
+    "safekeepers on loopback, a real postgres, the HTTP API. Ctrl-C stops everything.",
+    "",
+    `Usage: ${PROGRAM} dev [OPTIONS]`,
+    "",
+    "Options:",
+  ];
+  for (const [name, f] of Object.entries(DEV_FLAGS)) {
+    lines.push(`      --${name} <${f.value}>`, `${INDENT}${f.help}`);
+    if (f.default !== undefined) lines.push(`${INDENT}[default: ${f.default}]`);
+    lines.push("");
+  }
+  lines.push("  -h, --help", `${INDENT}Print help`);
+  return `${lines.join("\n")}\n`;
+}
+
+function parseDev(argv: string[]): CliResult {
+  const given = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === "-h" || arg === "--help") return { kind: "help", text: devHelp() };
+    const m = /^--([a-z-]+)(?:=(.*))?$/s.exec(arg);
+    const name = m?.[1];
+    if (name === undefined || !Object.hasOwn(DEV_FLAGS, name))
+      throw new UsageError(`unexpected argument '${arg}' found`);
+    if (given.has(name))
+      throw new UsageError(`the argument '--${name}' cannot be used multiple times`);
+    const value = m?.[2] ?? argv[++i];
+    if (value === undefined)
+      throw new UsageError(`a value is required for '--${name}' but none was supplied`);
+    given.set(name, value);
+  }
+  const port = (name: "pg-port" | "external-http-port" | "internal-http-port") => {
+    const v = given.get(name) ?? DEV_FLAGS[name]?.default ?? "";
+    const n = /^[0-9]+$/.test(v) ? Number(v) : Number.NaN;
+    if (!Number.isInteger(n) || n > 65535) {
+      throw new UsageError(`--${name}: invalid value '${v}' (expected a port number 0-65535)`);
+    }
+    return n;
+  };
+  return {
+    kind: "dev",
+    options: {
+      pgbin: given.get("pgbin"),
+      dataDir: given.get("data-dir") ?? "/tmp/compute-ctl-dev",
+      pgPort: port("pg-port"),
+      externalHttpPort: port("external-http-port"),
+      internalHttpPort: port("internal-http-port"),
+      spec: given.get("spec"),
+    },
+  };
+}
+
+const SUBCOMMANDS: Record<string, Subcommand> = {
+  dev: {
+    description: "Run the whole pipeline on this machine against loopback stand-ins (ours)",
+    parse: (argv) => parseDev(argv),
+  },
+};
 
 /**
  * Parses argv without the program name (`process.argv.slice(2)`). Throws `UsageError`

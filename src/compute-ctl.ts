@@ -12,6 +12,7 @@ import { resolveRunAs } from "./process/user.ts";
 import { fetchConfigFromControlPlane } from "./spec/control-plane.ts";
 import { loadConfigFile } from "./spec/parse.ts";
 import type { ComputeConfig } from "./spec/schema.ts";
+import { configureAsPrimary } from "./startup/configure.ts";
 import { startCompute } from "./startup/index.ts";
 import { getPgVersion } from "./startup/pg-version.ts";
 import { BUILD_TAG } from "./version.ts";
@@ -35,9 +36,8 @@ export async function runComputeCtl(opts: CliOptions): Promise<number> {
   // Signals end the process with status 1, as upstream. As PID 1 a handler is
   // required anyway: the kernel ignores an unhandled SIGTERM for init.
   onTerminationSignals((sig) => {
-    const forwarded = node
-      ? node.onTerminationSignal(sig)
-      : (log.info(`received ${sig} termination signal`), Promise.resolve());
+    if (!node) log.info(`received ${sig} termination signal`);
+    const forwarded = node ? node.onTerminationSignal(sig) : Promise.resolve();
     void forwarded.finally(() => process.exit(1));
   });
   log.info(`compute build_tag: ${BUILD_TAG}`);
@@ -84,7 +84,7 @@ export async function runComputeCtl(opts: CliOptions): Promise<number> {
       log,
       runner,
       runAs: resolveRunAs(opts.pgUser),
-      startCompute: (ctx) => startCompute(ctx),
+      startCompute: (ctx) => startCompute(ctx, configureAsPrimary),
     });
   } catch (e) {
     // ParsedSpec errors keep upstream's text; the path says where to look.

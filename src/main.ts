@@ -23,6 +23,10 @@ async function main(argv: string[]): Promise<number> {
     case "version":
       process.stdout.write(`compute_ctl ${VERSION} (build_tag ${BUILD_TAG}, bun ${Bun.version})\n`);
       return 0;
+    case "dev": {
+      const { runDev } = await import("./dev/dev-command.ts");
+      return runDev(parsed.options);
+    }
     case "run": {
       const { runComputeCtl } = await import("./compute-ctl.ts");
       return runComputeCtl(parsed.options);

@@ -8,7 +8,11 @@ import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { RunAs } from "../process/runner.ts";
-import { type FakePgbin, makeSyncSafekeepersPgbin, type SyncSafekeepersBehaviour } from "./fake-pgbin.ts";
+import {
+  type FakePgbin,
+  makeSyncSafekeepersPgbin,
+  type SyncSafekeepersBehaviour,
+} from "./fake-pgbin.ts";
 import { type PageserverFaults, type PageserverHandle, startPageserver } from "./pageserver.ts";
 import { type SafekeeperAnswer, type SafekeeperHandle, startSafekeeper } from "./safekeeper.ts";
 import { ensureTemplateCluster, type TemplateCluster } from "./template.ts";
@@ -60,7 +64,9 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions): Promise<
   });
   const safekeepers: SafekeeperHandle[] = [];
   for (let i = 0; i < (opts.safekeepers ?? 3); i++) {
-    safekeepers.push(startSafekeeper({ answer: opts.safekeeperAnswer ?? { flushLsn: lsn, commitLsn: lsn }, auth }));
+    safekeepers.push(
+      startSafekeeper({ answer: opts.safekeeperAnswer ?? { flushLsn: lsn, commitLsn: lsn }, auth }),
+    );
   }
   const pgbin = await makeSyncSafekeepersPgbin({
     dir: join(opts.workDir, `pgbin-${process.pid}-${randomBytes(4).toString("hex")}`),

@@ -375,7 +375,7 @@ export function startPageserver(opts: PageserverOptions): PageserverHandle {
     }
   };
 
-  /** Streams the archive; returns the CopyData payload bytes sent via `progress`. */
+  /** Streams the archive, reporting the CopyData payload bytes taken so far to `progress`. */
   const basebackup = async (
     conn: BackendConnection,
     cmd: BasebackupCommand,
@@ -383,9 +383,17 @@ export function startPageserver(opts: PageserverOptions): PageserverHandle {
   ): Promise<void> => {
     const f = faults;
     if (f.errorBeforeStream !== undefined) throw new QueryError(f.errorBeforeStream);
-    const source = opts.archiveOverride
-      ? opts.archiveOverride(cmd)
-      : replay(await templateArchive(cmd));
+    let source: ReadableStream<Uint8Array>;
+    try {
+      source = opts.archiveOverride
+        ? opts.archiveOverride(cmd)
+        : replay(await templateArchive(cmd));
+    } catch (err) {
+      // Answer with an error the client can log, not a dropped connection.
+      throw new QueryError("failed to build the basebackup archive", {
+        cause: err instanceof Error ? err.message : String(err),
+      });
+    }
     conn.send({ type: "CopyOutResponse", format: 0, columnFormats: [] });
     const closeAt = f.closeMidStream ?? Number.POSITIVE_INFINITY;
     const errorAt = f.errorMidStream ?? Number.POSITIVE_INFINITY;
@@ -393,8 +401,8 @@ export function startPageserver(opts: PageserverOptions): PageserverHandle {
     const sent = await sendCopyData(conn, source, {
       chunkSize: f.chunkSize ?? DEFAULT_CHUNK,
       ...(Number.isFinite(limit) ? { limit } : {}),
+      onProgress: progress,
     });
-    progress(sent.bytes);
     // A limit beyond the archive's end still fires, after the last byte.
     if (Number.isFinite(closeAt) && closeAt <= errorAt) {
       await conn.end();
@@ -435,7 +443,7 @@ export function startPageserver(opts: PageserverOptions): PageserverHandle {
         connections.push({ id: conn.id, startup: {}, password: undefined, refused: true });
         return faults.refuseWith === "fatal" ? "fatal" : "close";
       },
-      onStartup(conn) {
+      onStartupPacket(conn) {
         const known = connections.find((c) => c.id === conn.id);
         if (known) known.startup = conn.startup;
         else
@@ -445,7 +453,6 @@ export function startPageserver(opts: PageserverOptions): PageserverHandle {
             password: undefined,
             refused: false,
           });
-        return undefined;
       },
       expectedPassword: () => opts.auth?.password,
       onAuthenticated(conn) {

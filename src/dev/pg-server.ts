@@ -51,6 +51,8 @@ export type AcceptDecision = "accept" | "close" | "fatal";
 
 export interface BackendHooks {
   onAccept?(conn: BackendConnection): AcceptDecision;
+  /** Every StartupMessage, refused or not (for recording). */
+  onStartupPacket?(conn: BackendConnection): void;
   /** Startup params arrived; a QueryError refuses the connection. */
   onStartup?(conn: BackendConnection): QueryError | undefined;
   /** When this returns a string, a cleartext password is required and must equal it. */
@@ -222,6 +224,7 @@ export class BackendConnection {
         return;
       case "StartupMessage": {
         this.startup = m.params;
+        this.hooks.onStartupPacket?.(this);
         if (this.refuseWithFatal) {
           return this.fail(
             new QueryError("the stand-in refuses this connection (injected fault)", {
@@ -425,7 +428,7 @@ const BATCH_BYTES = 64 * 1024;
 export async function sendCopyData(
   conn: BackendConnection,
   source: ReadableStream<Uint8Array>,
-  opts: { chunkSize: number; limit?: number },
+  opts: { chunkSize: number; limit?: number; onProgress?: (bytes: number) => void },
 ): Promise<{ bytes: number; reachedLimit: boolean }> {
   const chunkSize = Math.max(1, Math.floor(opts.chunkSize));
   const limit = opts.limit ?? Number.POSITIVE_INFINITY;
@@ -495,6 +498,7 @@ export async function sendCopyData(
         }
       }
       bytes += take;
+      opts.onProgress?.(bytes);
     }
     if (fill > 0) await frame(partial, 0, fill);
     fill = 0;

@@ -53,7 +53,7 @@ export class ScramSha256 {
     const signature = hmac(storedKey, authMessage);
     const proof = clientKey.map((b, i) => b ^ (signature[i] ?? 0));
     this.serverSignature = hmac(hmac(salted, "Server Key"), authMessage).toString("base64");
-    return Buffer.from(`${withoutProof},p=${proof.toString("base64")}`);
+    return Buffer.from(`${withoutProof},p=${Buffer.from(proof).toString("base64")}`);
   }
 
   /** Whether the server-final-message proves the server knows the password too. */

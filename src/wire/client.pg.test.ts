@@ -195,11 +195,24 @@ describe("real PostgreSQL 15", () => {
     expect(await c.simpleQuery("")).toEqual([]);
   });
 
-  test("unix socket directory as host", async () => {
-    const c = await client({ host: dir });
+  test.each([
+    ["a socket directory as host", () => ({ host: dir })],
+    ["a full socket path", () => ({ path: join(dir, `.s.PGSQL.${port}`) })],
+  ])("unix socket: %s", async (_name, where) => {
+    const c = await client(where());
     expect(await c.simpleQuery("select inet_server_addr() is null")).toEqual([
       { command: "SELECT 1", columns: ["?column?"], rows: [["t"]] },
     ]);
+  });
+
+  test("notices go to onNotice, not into results", async () => {
+    const notices: string[] = [];
+    const c = await client({
+      onNotice: (n) => notices.push(`${n.severity} ${n.code} ${n.message}`),
+    });
+    const res = await c.simpleQuery("do $$ begin raise notice 'hello %', 1; end $$");
+    expect(res).toEqual([{ command: "DO", columns: [], rows: [] }]);
+    expect(notices).toEqual(["NOTICE 00000 hello 1"]);
   });
 
   test.each([

@@ -274,8 +274,10 @@ describe("frontend messages", () => {
     test(`${name} decodes back`, () => {
       const [frame] = splitAll(hex(bytes), { startup: untyped });
       const got = frame && decodeFrontend(frame);
-      if (got?.type === "PasswordMessage") expect(got.password).toBe("pw");
-      else expect(got).toEqual(msg);
+      // A decoded `p` also carries its raw body.
+      const comparable =
+        got?.type === "PasswordMessage" ? { type: got.type, password: got.password } : got;
+      expect(comparable).toEqual(msg);
     });
   }
 
