@@ -13,7 +13,12 @@ import {
   makeSyncSafekeepersPgbin,
   type SyncSafekeepersBehaviour,
 } from "./fake-pgbin.ts";
-import { type PageserverFaults, type PageserverHandle, startPageserver } from "./pageserver.ts";
+import {
+  type PageserverFaults,
+  type PageserverHandle,
+  type PageserverOptions,
+  startPageserver,
+} from "./pageserver.ts";
 import { type SafekeeperAnswer, type SafekeeperHandle, startSafekeeper } from "./safekeeper.ts";
 import { ensureTemplateCluster, type TemplateCluster } from "./template.ts";
 
@@ -30,6 +35,8 @@ export interface DevEnvironmentOptions {
   /** A storage token both stand-ins require as cleartext password. */
   storageAuthToken?: string;
   syncSafekeepers?: { behaviour?: SyncSafekeepersBehaviour; sleepMs?: number };
+  /** Serve these bytes as the basebackup's CopyData payload instead of the template. */
+  archiveOverride?: PageserverOptions["archiveOverride"];
 }
 
 export interface DevEnvironment {
@@ -59,6 +66,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions): Promise<
     template,
     auth,
     faults: opts.pageserverFaults,
+    archiveOverride: opts.archiveOverride,
     tenantId,
     timelineId,
   });

@@ -22,20 +22,7 @@ export const TIMELINE = "2f0b5cbd8a2b2e6ee51ab0a3d46e54f5";
 /** The postgres user when we are root (children must not run as root), else null. */
 export const RUN_AS: RunAs | null = resolveRunAs();
 
-/** Polls `check` until it returns something other than undefined/false. */
-export async function until<T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 5000,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await Bun.sleep(5);
-  }
-}
+export { until } from "../testing/until.ts";
 
 /** Temp dirs made world-searchable (the postgres user runs things inside), removed by `cleanup`. */
 export class TempDirs {

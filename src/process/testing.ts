@@ -4,21 +4,7 @@
 import { readFileSync } from "node:fs";
 import { parseProcStat } from "./reaper.ts";
 
-/** Polls `check` until it returns a value other than undefined/false, or throws at the deadline. */
-export async function until<T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 5000,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (performance.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
+export { until } from "../testing/until.ts";
 
 /** "R", "S", "Z", ... or null when the pid no longer exists. */
 export function procState(pid: number): string | null {

@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { until } from "../../src/testing/until.ts";
 
 export const REPO = new URL("../..", import.meta.url).pathname;
 export const BINARY = process.env.COMPUTE_CTL_BINARY ?? join(REPO, "dist", "compute_ctl");
@@ -46,8 +47,13 @@ export interface Started {
   stop(signal?: NodeJS.Signals): Promise<number>;
 }
 
-export function startBinary(args: string[], env: Record<string, string> = {}): Started {
-  const proc = Bun.spawn([requireBinary(), ...args], {
+/** Starts the binary; `prefix` wraps it (e.g. `unshare --pid --fork` to make it PID 1). */
+export function startBinary(
+  args: string[],
+  env: Record<string, string> = {},
+  prefix: string[] = [],
+): Started {
+  const proc = Bun.spawn([...prefix, requireBinary(), ...args], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -72,25 +78,12 @@ export function startBinary(args: string[], env: Record<string, string> = {}): S
 }
 
 /** Polls until `fn` returns a value (not undefined), or throws at the deadline. */
-export async function waitUntil<T>(
+export function waitUntil<T>(
   what: string,
   fn: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 10_000,
 ): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown;
-  while (performance.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await Bun.sleep(20);
-  }
-  throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`,
-  );
+  return until(what, fn, { timeoutMs, intervalMs: 20, retryErrors: true });
 }
 
 export async function freePort(): Promise<number> {

@@ -8,6 +8,7 @@ import {
   startDevEnvironment,
 } from "../../src/dev/environment.ts";
 import { resolveRunAs } from "../../src/process/user.ts";
+import { GiveUp } from "../../src/testing/until.ts";
 import { freePort, type Started, startBinary, waitUntil, writeJson } from "./binary.ts";
 
 export const PG_BIN_DIR = (() => {
@@ -53,6 +54,8 @@ export interface StartOptions {
   binEnv?: Record<string, string>;
   /** Use the real postgres as --pgbin instead of the sync-safekeepers stand-in dir. */
   realPgbin?: boolean;
+  /** Command prefix for the binary, e.g. `unshare --pid --fork --mount-proc`. */
+  prefix?: string[];
 }
 
 export async function startCompute(
@@ -106,6 +109,7 @@ export async function startCompute(
       String(int),
     ],
     opts.binEnv,
+    opts.prefix,
   );
   const get = async (path: string) => {
     const res = await fetch(`http://127.0.0.1:${ext}${path}`);
@@ -126,7 +130,7 @@ export async function startCompute(
         `status in ${want.join("|")}`,
         async () => {
           if (child.proc.exitCode !== null)
-            throw new Error(
+            throw new GiveUp(
               `compute_ctl exited ${child.proc.exitCode}: ${child.stderr().slice(-2000)}`,
             );
           const s = await status();

@@ -1,0 +1,161 @@
+// Small helpers shared by the benchmarks: percentiles, a free port, markdown
+// tables, temp dirs that are removed on exit (also on Ctrl-C), peak RSS.
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const ROOT = new URL("..", import.meta.url).pathname;
+export const BINARY = join(ROOT, "dist", "compute_ctl");
+
+/** The newest PostgreSQL bin directory under /usr/lib/postgresql. */
+export function pgBinDir(): string {
+  const base = "/usr/lib/postgresql";
+  const versions = existsSync(base)
+    ? readdirSync(base)
+        .filter((v) => existsSync(join(base, v, "bin", "postgres")))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
+  if (!versions[0]) throw new Error(`no PostgreSQL server binaries under ${base}`);
+  return join(base, versions[0], "bin");
+}
+
+export async function freePort(): Promise<number> {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const p = s.port;
+  s.stop(true);
+  return p;
+}
+
+/** Nearest-rank percentile; NaN for no samples. */
+export function pct(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
+}
+
+/** The middle value (mean of the two middle ones for an even count). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  if (s.length === 0) return Number.NaN;
+  return s.length % 2 ? (s[m] ?? Number.NaN) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
+}
+
+export const fmt = (n: number, digits = 1): string => (Number.isNaN(n) ? "—" : n.toFixed(digits));
+
+/** A markdown table, as printed lines. */
+export function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+// Run on normal exit and on SIGINT/SIGTERM, last registered first.
+const cleanups: (() => void)[] = [];
+let cleaned = false;
+
+/** Runs the registered cleanups once; each one must be synchronous. */
+export function cleanupNow(): void {
+  if (cleaned) return;
+  cleaned = true;
+  for (const fn of cleanups.reverse()) {
+    try {
+      fn();
+    } catch (e) {
+      console.error(`cleanup: ${String(e)}`);
+    }
+  }
+}
+
+export function onCleanup(fn: () => void): void {
+  cleanups.push(fn);
+}
+
+process.on("exit", cleanupNow);
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    cleanupNow();
+    process.exit(130);
+  });
+}
+
+/**
+ * A fresh directory under `parent` (default the OS temp dir), mode 0755 so the
+ * postgres user can traverse it, removed at exit.
+ */
+export function tempWorkDir(prefix: string, parent = tmpdir()): string {
+  const dir = mkdtempSync(join(parent, prefix));
+  chmodSync(dir, 0o755);
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Runs a command to completion; throws with its stderr on a non-zero exit. */
+export async function run(
+  cmd: string[],
+  opts: { uid?: number; gid?: number; env?: Record<string, string> } = {},
+): Promise<void> {
+  const p = Bun.spawn(cmd, {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+    ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
+    ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
+  });
+  const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`${cmd.join(" ")} exited ${code}: ${err.trim()}`);
+}
+
+/** Resets this process's peak RSS (VmHWM), so a later read covers only what follows. */
+export function resetPeakRss(): boolean {
+  try {
+    writeFileSync("/proc/self/clear_refs", "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** This process's peak RSS in bytes since start or the last reset. */
+export function peakRss(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+  return m?.[1] ? Number(m[1]) * 1024 : Number.NaN;
+}
+
+/** Pids of postmasters (`…/postgres` with an argument `match` accepts, e.g. its -D dir). */
+export function postmasterPids(match: (arg: string) => boolean): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0");
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) continue;
+      if (cmd[0]?.endsWith("postgres") && cmd.slice(1).some(match)) pids.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** Polls `fn` every `everyMs` until it returns true; throws after `timeoutMs`. */
+export async function until(
+  what: string,
+  fn: () => boolean,
+  timeoutMs = 15_000,
+  everyMs = 10,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!fn()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(everyMs);
+  }
+}
