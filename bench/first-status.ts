@@ -3,21 +3,13 @@
 // same bytes (the floor any Bun binary pays). Also prints the binary's size.
 //
 //   bun run build && bun bench/first-status.ts [runs]
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { BINARY, freePort, pct, pgBinDir, table, tempWorkDir } from "./lib.ts";
 
-const root = new URL("..", import.meta.url).pathname;
 const runs = Number(process.argv[2] ?? 20);
-const binary = join(root, "dist", "compute_ctl");
-const work = mkdtempSync(join(tmpdir(), "bench-first-status-"));
-
-async function freePort(): Promise<number> {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = s.port;
-  s.stop(true);
-  return p;
-}
+const binary = BINARY;
+const work = tempWorkDir("bench-first-status-");
 
 // Baseline binary: same bytes as an empty compute's /status.
 const baselineSrc = join(work, "baseline.ts");
@@ -42,13 +34,7 @@ const b = Bun.spawnSync(
 );
 if (b.exitCode !== 0) throw new Error(`baseline build failed: ${b.stderr}`);
 
-const pgbin = Bun.spawnSync([
-  "sh",
-  "-c",
-  "ls /usr/lib/postgresql/*/bin/postgres | sort -V | tail -1",
-])
-  .stdout.toString()
-  .trim();
+const pgbin = join(pgBinDir(), "postgres");
 const config = join(work, "config.json");
 writeFileSync(config, JSON.stringify({ spec: null, compute_ctl_config: { jwks: { keys: [] } } }));
 mkdirSync(join(work, "pgdata"));
@@ -96,11 +82,6 @@ const ours = (port: number) => [
 ];
 const base = (port: number) => [baseline, String(port)];
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
-};
-
 // Warm the page cache for both, then interleave runs so noise hits both alike.
 await timeToFirstStatus(ours);
 await timeToFirstStatus(base);
@@ -110,15 +91,16 @@ for (let i = 0; i < runs; i++) {
   a.push(await timeToFirstStatus(ours));
   bl.push(await timeToFirstStatus(base));
 }
-rmSync(work, { recursive: true, force: true });
 
 const size = Bun.file(binary).size;
-const row = (name: string, xs: number[]) =>
-  `| ${name} | ${pct(xs, 50).toFixed(1)} | ${pct(xs, 90).toFixed(1)} |`;
+const row = (name: string, xs: number[]) => [name, pct(xs, 50).toFixed(1), pct(xs, 90).toFixed(1)];
 console.log(`binary: ${binary} ${(size / 1e6).toFixed(1)} MB; ${runs} runs each, interleaved`);
-console.log("| program | p50 ms | p90 ms |\n|---|---|---|");
-console.log(row("compute_ctl (empty compute)", a));
-console.log(row("baseline: compiled bare Bun.serve", bl));
+console.log(
+  table(
+    ["program", "p50 ms", "p90 ms"],
+    [row("compute_ctl (empty compute)", a), row("baseline: compiled bare Bun.serve", bl)],
+  ),
+);
 console.log(
   `ratio p50 compute_ctl / baseline: ${(pct(a, 50) / pct(bl, 50)).toFixed(2)}x; overhead ${(pct(a, 50) - pct(bl, 50)).toFixed(1)} ms`,
 );

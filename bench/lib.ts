@@ -58,12 +58,15 @@ export function table(header: string[], rows: string[][]): string {
 
 // Run on normal exit and on SIGINT/SIGTERM, last registered first.
 const cleanups: (() => void)[] = [];
+// Commands started by `run`: killed before any cleanup, if we are interrupted.
+const running = new Set<{ kill(signal?: number | NodeJS.Signals): void }>();
 let cleaned = false;
 
 /** Runs the registered cleanups once; each one must be synchronous. */
-export function cleanupNow(): void {
+function cleanupNow(): void {
   if (cleaned) return;
   cleaned = true;
+  for (const p of running) p.kill("SIGKILL");
   for (const fn of cleanups.reverse()) {
     try {
       fn();
@@ -96,6 +99,13 @@ export function tempWorkDir(prefix: string, parent = tmpdir()): string {
   return dir;
 }
 
+/** The file system type of the mount holding `dir`, e.g. ext4 or tmpfs. */
+export function fsType(dir: string): string {
+  const p = Bun.spawnSync(["findmnt", "-n", "-o", "FSTYPE", "-T", dir]);
+  // An over-mounted path lists every layer, the visible one last.
+  return p.stdout.toString().trim().split("\n").at(-1) || "unknown";
+}
+
 /** Runs a command to completion; throws with its stderr on a non-zero exit. */
 export async function run(
   cmd: string[],
@@ -109,7 +119,9 @@ export async function run(
     ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
     ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
   });
+  running.add(p);
   const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+  running.delete(p);
   if (code !== 0) throw new Error(`${cmd.join(" ")} exited ${code}: ${err.trim()}`);
 }
 
@@ -157,5 +169,26 @@ export async function until(
   while (!fn()) {
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await Bun.sleep(everyMs);
+  }
+}
+
+const clkTck = Number(Bun.spawnSync(["getconf", "CLK_TCK"]).stdout.toString().trim()) || 100;
+
+/** CPU seconds all CPUs spent busy (not idle or iowait) since boot, from /proc/stat. */
+export function machineBusySeconds(): number {
+  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]?.trim().split(/\s+/) ?? [];
+  const t = cpu.slice(1).map(Number);
+  const total = t.reduce((a, b) => a + b, 0);
+  return (total - (t[3] ?? 0) - (t[4] ?? 0)) / clkTck;
+}
+
+/** User + system CPU seconds of process `pid` so far (0 once it is gone). */
+export function processCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / clkTck;
+  } catch {
+    return 0;
   }
 }

@@ -3,6 +3,7 @@
 // fails at once. Unlike upstream, a postmaster that did not get ready is
 // stopped rather than left behind as an orphan.
 
+import { type FSWatcher, watch } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ComputeCtlError } from "../errors.ts";
@@ -60,23 +61,46 @@ export async function waitForPostgres(
   void pg.child.exited.then((s) => {
     exitStatus = s;
   });
-  for (;;) {
-    if (exitStatus !== null) {
-      throw new ComputeCtlError(
-        `Postgres exited unexpectedly with code ${exitCodeForMessage(exitStatus)}`,
-      );
+  // As upstream: inotify on PGDATA wakes us when postmaster.pid changes, and the
+  // 100 ms poll covers anything a watch can miss.
+  let wake: (() => void) | null = null;
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(ctx.params.pgdata, (_event, name) => {
+      if (name === "postmaster.pid") wake?.();
+    });
+  } catch {
+    watcher = undefined;
+  }
+  try {
+    await pollReady();
+  } finally {
+    watcher?.close();
+  }
+
+  async function pollReady(): Promise<void> {
+    for (;;) {
+      if (exitStatus !== null) {
+        throw new ComputeCtlError(
+          `Postgres exited unexpectedly with code ${exitCodeForMessage(exitStatus)}`,
+        );
+      }
+      const text = await readFile(pidFile, "utf8").catch(() => "");
+      if (postmasterPidSaysReady(text)) return;
+      if (ctx.signal.aborted || performance.now() >= deadline) {
+        await terminate(pg.child, { signal: "SIGQUIT", graceMs: 5_000 });
+        throw new ComputeCtlError(
+          ctx.signal.aborted
+            ? "shutdown requested while waiting for Postgres to start"
+            : "timed out while waiting for Postgres to start",
+        );
+      }
+      // Wake on the child's exit and on file changes too, not just the poll tick.
+      const changed = new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      await Promise.race([ctx.sleep(POSTGRES_POLL_MS), pg.child.exited, changed]);
+      wake = null;
     }
-    const text = await readFile(pidFile, "utf8").catch(() => "");
-    if (postmasterPidSaysReady(text)) return;
-    if (ctx.signal.aborted || performance.now() >= deadline) {
-      await terminate(pg.child, { signal: "SIGQUIT", graceMs: 5_000 });
-      throw new ComputeCtlError(
-        ctx.signal.aborted
-          ? "shutdown requested while waiting for Postgres to start"
-          : "timed out while waiting for Postgres to start",
-      );
-    }
-    // Wake on the child's exit too, not just the poll tick.
-    await Promise.race([ctx.sleep(POSTGRES_POLL_MS), pg.child.exited]);
   }
 }
