@@ -41,6 +41,13 @@ function hostTarget(): Target | undefined {
   return undefined;
 }
 
+/** The npm package holding a target's runtime (Bun names arm64 "aarch64" there). */
+const RUNTIME_PACKAGE: Record<Target, string> = {
+  "linux-x64": "@oven/bun-linux-x64",
+  "linux-x64-baseline": "@oven/bun-linux-x64-baseline",
+  "linux-arm64": "@oven/bun-linux-aarch64",
+};
+
 async function runtimeFor(t: Target): Promise<string> {
   if (t === hostTarget()) return process.execPath;
   const version = Bun.version;
@@ -48,13 +55,18 @@ async function runtimeFor(t: Target): Promise<string> {
   const bin = join(dir, "package", "bin", "bun");
   if (existsSync(bin)) return bin;
   mkdirSync(dir, { recursive: true });
-  console.error(`build: fetching @oven/bun-${t}@${version} from the npm registry`);
-  const pack = Bun.spawnSync(["npm", "pack", "--silent", `@oven/bun-${t}@${version}`], {
+  const spec = `${RUNTIME_PACKAGE[t]}@${version}`;
+  console.error(`build: fetching ${spec} from the npm registry`);
+  const pack = Bun.spawnSync(["npm", "pack", "--silent", spec], {
     cwd: dir,
+    stdout: "pipe",
     stderr: "pipe",
   });
-  if (pack.exitCode !== 0)
-    fail(`npm pack @oven/bun-${t}@${version} failed: ${pack.stderr.toString().trim()}`);
+  if (pack.exitCode !== 0) {
+    fail(
+      `npm pack ${spec} failed: ${`${pack.stdout}${pack.stderr}`.trim() || `exit ${pack.exitCode}`}`,
+    );
+  }
   const tgz = readdirSync(dir).find((f) => f.endsWith(".tgz"));
   if (!tgz) fail(`npm pack left no tarball in ${dir}`);
   const untar = Bun.spawnSync(["tar", "-xzf", tgz, "-C", dir], { cwd: dir, stderr: "pipe" });

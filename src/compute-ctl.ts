@@ -1,6 +1,8 @@
 // What upstream's main() does once the command line is parsed: logging,
 // signal handling, rlimits, obtaining the config, then ComputeNode::run().
 
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import type { CliOptions } from "./cli.ts";
 import { ComputeNode } from "./compute.ts";
 import { ConfigError, errorMessage } from "./errors.ts";
@@ -12,9 +14,7 @@ import { resolveRunAs } from "./process/user.ts";
 import { fetchConfigFromControlPlane } from "./spec/control-plane.ts";
 import { loadConfigFile } from "./spec/parse.ts";
 import type { ComputeConfig } from "./spec/schema.ts";
-import { configureAsPrimary } from "./startup/configure.ts";
-import { startCompute } from "./startup/index.ts";
-import { getPgVersion } from "./startup/pg-version.ts";
+import { getPgInstall } from "./startup/pg-version.ts";
 import { BUILD_TAG } from "./version.ts";
 
 /** Upstream get_config: `-c FILE` or `-p URI` (the CLI guarantees one of them). */
@@ -54,7 +54,7 @@ export async function runComputeCtl(opts: CliOptions): Promise<number> {
 
   const runner = new BunRunner({ spawnedPids: reaper });
   // pg_config runs while the config loads: both come before the servers listen.
-  const pgVersion = getPgVersion(runner, opts.pgbin).then(
+  const pgVersion = getPgInstall(runner, opts.pgbin).then(
     (v) => ({ ok: true as const, v }),
     (e: unknown) => ({ ok: false as const, e }),
   );
@@ -77,14 +77,31 @@ export async function runComputeCtl(opts: CliOptions): Promise<number> {
     log.error(errorMessage(pg.e));
     return 1;
   }
-  log.info(`postgres major version ${pg.v}`);
+  log.info(`postgres major version ${pg.v.major}`);
+  const neonAvailable = existsSync(join(pg.v.pkglibdir, "neon.so"));
 
   try {
     node = new ComputeNode(opts, config, {
       log,
       runner,
       runAs: resolveRunAs(opts.pgUser),
-      startCompute: (ctx) => startCompute(ctx, configureAsPrimary),
+      // The pipeline's modules load after the servers listen: the first /status waits for none of them.
+      startCompute: async (ctx) => {
+        const [{ startCompute }, { configureAsPrimary }] = await Promise.all([
+          import("./startup/index.ts"),
+          import("./startup/configure.ts"),
+        ]);
+        return startCompute(ctx, configureAsPrimary);
+      },
+      prewarm: async (ctx) => {
+        if (opts.lakebaseMode) return log.info("Skipping postgres prewarming in Hadron mode");
+        const { prewarmPostgresVmMemory } = await import("./startup/prewarm.ts");
+        await prewarmPostgresVmMemory(ctx, {
+          pgbin: opts.pgbin,
+          pgdata: opts.pgdata,
+          neonAvailable,
+        });
+      },
     });
   } catch (e) {
     // ParsedSpec errors keep upstream's text; the path says where to look.

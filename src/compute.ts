@@ -26,7 +26,7 @@ import { type ParsedSpec, toParsedSpec } from "./spec/parsed-spec.ts";
 import type { ComputeConfig, ComputeCtlConfig } from "./spec/schema.ts";
 import { type ChildRegistry, maybeCgexec, type StartupContext } from "./startup/context.ts";
 import type { StartedCompute } from "./startup/index.ts";
-import { syncSafekeepers } from "./startup/safekeepers.ts";
+import type { PostmasterContext } from "./startup/postgres.ts";
 import { ComputeStateStore } from "./state/store.ts";
 
 /** Exit delays after the postmaster is gone (upstream run(), step 12). */
@@ -42,6 +42,8 @@ export interface ComputeNodeDeps {
   runAs: RunAs | null;
   /** The startup pipeline; resolves when the compute is running. */
   startCompute: (ctx: StartupContext) => Promise<StartedCompute>;
+  /** Run before listening when started without a spec (upstream prewarm_postgres_vm_memory). */
+  prewarm?: (ctx: PostmasterContext) => Promise<void>;
   sleep?: (ms: number) => Promise<void>;
   env?: Record<string, string | undefined>;
 }
@@ -81,11 +83,9 @@ export class ComputeNode {
     return { store: this.store, log: this.log, computeId: this.params.computeId };
   }
 
-  startupContext(pspec: ParsedSpec): StartupContext {
+  /** What any phase that runs postgres or its tools needs. */
+  processContext(): PostmasterContext {
     return {
-      params: this.params,
-      pspec,
-      store: this.store,
       log: this.log,
       runner: this.deps.runner,
       runAs: this.deps.runAs,
@@ -94,6 +94,10 @@ export class ComputeNode {
       signal: this.shutdownSignal,
       wrap: maybeCgexec(this.deps.env ?? process.env),
     };
+  }
+
+  startupContext(pspec: ParsedSpec): StartupContext {
+    return { ...this.processContext(), params: this.params, pspec, store: this.store };
   }
 
   /** Starts both HTTP servers. */
@@ -134,6 +138,14 @@ export class ComputeNode {
   /** Upstream run(): returns the process exit code. */
   async run(): Promise<number> {
     const cliSpec = this.store.state.pspec;
+    if (!cliSpec && this.deps.prewarm) {
+      try {
+        await this.deps.prewarm(this.processContext());
+      } catch (e) {
+        this.log.error(`prewarming postgres failed: ${errorChain(e)}`);
+        return 1;
+      }
+    }
     // With a spec on the command line nobody may observe `empty` (neon_local
     // treats it as fatal), so enter `init` before the servers answer.
     if (cliSpec) this.enterInit();
@@ -190,6 +202,7 @@ export class ComputeNode {
     let lsn: Lsn | null = null;
     if (pspec.mode.kind === "primary") {
       this.log.info("syncing safekeepers on shutdown");
+      const { syncSafekeepers } = await import("./startup/safekeepers.ts");
       lsn = await syncSafekeepers(this.startupContext(pspec));
       this.log.info(`synced safekeepers at lsn ${formatLsn(lsn)}`);
     } else {

@@ -1,5 +1,6 @@
 // Smoke tests of the built binary: CLI behaviour, config errors, /status.
 import { afterAll, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import {
   FIXTURES,
@@ -12,6 +13,8 @@ import {
 } from "./helpers/binary.ts";
 
 const tmp = tempDir();
+// The prewarm initdb runs as the postgres user: it must reach <pgdata>.warmup.
+chmodSync(tmp.dir, 0o755);
 afterAll(() => tmp.cleanup());
 
 const EMPTY_CONFIG = { spec: null, compute_ctl_config: { jwks: { keys: [] } } };
@@ -163,5 +166,9 @@ describe("HTTP", () => {
       expect(await child.stop("SIGTERM")).toBe(1);
     }
     expect(child.stderr()).toContain("received SIGTERM termination signal");
+    // Started without a spec: the throwaway prewarm postgres ran first and is gone.
+    expect(child.stderr()).toContain("prewarming VM memory");
+    expect(child.stderr()).toContain("the neon library is not installed");
+    expect(existsSync(join(tmp.dir, "pgdata.warmup"))).toBe(false);
   });
 });

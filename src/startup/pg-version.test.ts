@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { FakeRunner } from "../process/fake-runner.ts";
-import { getPgVersion, parsePgVersionString } from "./pg-version.ts";
+import { getPgInstall, getPgVersion, parsePgVersionString } from "./pg-version.ts";
 
 test.each([
   ["PostgreSQL 15.18 (Debian 15.18-0+deb12u1)", 15],
@@ -21,10 +21,17 @@ test.each([
 });
 
 test("runs pg_config next to --pgbin", async () => {
-  const runner = new FakeRunner().on("/usr/lib/postgresql/15/bin//pg_config --version", {
-    stdout: ["PostgreSQL 15.18"],
-  });
+  const runner = new FakeRunner().on(
+    "/usr/lib/postgresql/15/bin//pg_config --version --pkglibdir",
+    {
+      stdout: ["PostgreSQL 15.18", "/usr/lib/postgresql/15/lib"],
+    },
+  );
   expect(await getPgVersion(runner, "/usr/lib/postgresql/15/bin/postgres")).toBe(15);
+  expect(await getPgInstall(runner, "/usr/lib/postgresql/15/bin/postgres")).toEqual({
+    major: 15,
+    pkglibdir: "/usr/lib/postgresql/15/lib",
+  });
 });
 
 test("a missing pg_config is a clear error", async () => {

@@ -20,14 +20,25 @@ export function parsePgVersionString(text: string): number {
   return major;
 }
 
+export interface PgInstall {
+  major: number;
+  /** `pg_config --pkglibdir`: where `neon.so` would be. */
+  pkglibdir: string;
+}
+
 export async function getPgVersion(runner: ProcessRunner, pgbin: string): Promise<number> {
+  return (await getPgInstall(runner, pgbin)).major;
+}
+
+/** One `pg_config --version --pkglibdir` run: the version check and where libraries live. */
+export async function getPgInstall(runner: ProcessRunner, pgbin: string): Promise<PgInstall> {
   const bin = pgConfigPath(pgbin);
   let out: string[];
   try {
     out = (
       await runToCompletion(
         runner,
-        { cmd: [bin, "--version"] },
+        { cmd: [bin, "--version", "--pkglibdir"] },
         { deadline: performance.now() + 10_000 },
       )
     ).stdout;
@@ -39,5 +50,5 @@ export async function getPgVersion(runner: ProcessRunner, pgbin: string): Promis
       },
     );
   }
-  return parsePgVersionString(out.join("\n"));
+  return { major: parsePgVersionString(out[0] ?? ""), pkglibdir: (out[1] ?? "").trim() };
 }

@@ -26,10 +26,20 @@ export function postmasterPidSaysReady(text: string): boolean {
   return lines.at(-1)?.trim() === "ready";
 }
 
-export function startPostgres(ctx: StartupContext): RunningPostgres {
-  const env: Record<string, string> = {};
-  if (ctx.pspec.storage_auth_token) env.NEON_AUTH_TOKEN = ctx.pspec.storage_auth_token;
-  const cmd = ctx.wrap([ctx.params.pgbin, "-D", ctx.params.pgdata]);
+/** What spawning and waiting need: also satisfied by the prewarm instance. */
+export type PostmasterContext = Pick<
+  StartupContext,
+  "runner" | "runAs" | "log" | "children" | "wrap" | "signal" | "sleep"
+>;
+
+/** `<pgbin> -D <pgdata>` with its stderr relayed as `PG:` records. */
+export function spawnPostmaster(
+  ctx: PostmasterContext,
+  pgbin: string,
+  pgdata: string,
+  env: Record<string, string> = {},
+): RunningPostgres {
+  const cmd = ctx.wrap([pgbin, "-D", pgdata]);
   const child = ctx.runner.spawn({ cmd, env, user: ctx.runAs, stdout: "inherit", stderr: "lines" });
   // Published at once, so a termination signal reaches it even before `ready`.
   ctx.children.postgres = child;
@@ -45,17 +55,34 @@ export function startPostgres(ctx: StartupContext): RunningPostgres {
   return { child, exited };
 }
 
+/** Upstream start_postgres: the compute's postmaster, with the storage token in its env. */
+export function startPostgres(ctx: StartupContext): RunningPostgres {
+  const env: Record<string, string> = {};
+  if (ctx.pspec.storage_auth_token) env.NEON_AUTH_TOKEN = ctx.pspec.storage_auth_token;
+  return spawnPostmaster(ctx, ctx.params.pgbin, ctx.params.pgdata, env);
+}
+
 function exitCodeForMessage(status: ExitStatus): number {
   return status.code ?? -1;
 }
 
 /** Waits for `ready`; on timeout or shutdown stops the postmaster before failing. */
-export async function waitForPostgres(
+export function waitForPostgres(
   ctx: StartupContext,
   pg: RunningPostgres,
   timeoutMs = POSTGRES_WAIT_TIMEOUT_MS,
 ): Promise<void> {
-  const pidFile = join(ctx.params.pgdata, "postmaster.pid");
+  return waitForReady(ctx, ctx.params.pgdata, pg, timeoutMs);
+}
+
+/** Upstream wait_for_postgres for any data directory. */
+export async function waitForReady(
+  ctx: Pick<StartupContext, "signal" | "sleep">,
+  pgdata: string,
+  pg: RunningPostgres,
+  timeoutMs = POSTGRES_WAIT_TIMEOUT_MS,
+): Promise<void> {
+  const pidFile = join(pgdata, "postmaster.pid");
   const deadline = performance.now() + timeoutMs;
   let exitStatus: ExitStatus | null = null;
   void pg.child.exited.then((s) => {
@@ -66,7 +93,7 @@ export async function waitForPostgres(
   let wake: (() => void) | null = null;
   let watcher: FSWatcher | undefined;
   try {
-    watcher = watch(ctx.params.pgdata, (_event, name) => {
+    watcher = watch(pgdata, (_event, name) => {
       if (name === "postmaster.pid") wake?.();
     });
   } catch {
