@@ -3,8 +3,10 @@
 // same bytes (the floor any Bun binary pays). Also prints the binary's size.
 //
 //   bun run build && bun bench/first-status.ts [runs]
+
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { minimalSpecJson } from "../src/testing/specs.ts";
 import { BINARY, freePort, pct, pgBinDir, table, tempWorkDir } from "./lib.ts";
 
 const runs = Number(process.argv[2] ?? 20);
@@ -42,16 +44,7 @@ const config = join(work, "config.json");
 writeFileSync(
   config,
   JSON.stringify({
-    spec: {
-      format_version: 1.0,
-      suspend_timeout_seconds: -1,
-      cluster: { roles: [], databases: [] },
-      tenant_id: "a".repeat(32),
-      timeline_id: "b".repeat(32),
-      pageserver_connstring: "postgres://no_user@127.0.0.1:1",
-      safekeeper_connstrings: ["127.0.0.1:1"],
-      skip_pg_catalog_updates: true,
-    },
+    spec: minimalSpecJson({ skip_pg_catalog_updates: true }),
     compute_ctl_config: { jwks: { keys: [] } },
   }),
 );

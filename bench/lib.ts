@@ -141,22 +141,7 @@ export function peakRss(): number {
   return m?.[1] ? Number(m[1]) * 1024 : Number.NaN;
 }
 
-/** Pids of postmasters (`…/postgres` with an argument `match` accepts, e.g. its -D dir). */
-export function postmasterPids(match: (arg: string) => boolean): number[] {
-  const pids: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0");
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) continue;
-      if (cmd[0]?.endsWith("postgres") && cmd.slice(1).some(match)) pids.push(Number(d));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
+export { postmasterPids } from "../src/testing/procs.ts";
 
 /** Polls `fn` every `everyMs` until it returns true; throws after `timeoutMs`. */
 export async function until(

@@ -6,12 +6,14 @@
 //
 //   bun run build && bun bench/startup.ts [runs]
 //   BENCH_TMPDIR=/dev/shm bun bench/startup.ts [runs]   # PGDATA on tmpfs instead
+
 import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DevEnvironment, startDevEnvironment } from "../src/dev/environment.ts";
 import { identityEnv, resolveRunAs } from "../src/process/user.ts";
 import { postmasterPidSaysReady } from "../src/startup/postgres.ts";
+import { loopbackPostgresConf, minimalSpecJson } from "../src/testing/specs.ts";
 import { connect } from "../src/wire/client.ts";
 import { gunzip } from "../src/wire/gunzip.ts";
 import { type Started, startBinary } from "../test/helpers/binary.ts";
@@ -113,18 +115,12 @@ async function oneOurs(): Promise<OursSample> {
     writeFileSync(
       config,
       JSON.stringify({
-        spec: {
-          format_version: 1.0,
-          suspend_timeout_seconds: -1,
+        spec: minimalSpecJson({
           skip_pg_catalog_updates: true,
-          cluster: {
-            roles: [],
-            databases: [],
-            postgresql_conf: `listen_addresses='127.0.0.1'\nport=${pgPort}\nunix_socket_directories=''\nfsync=off\nshared_buffers=16MB\n`,
-          },
+          cluster: { roles: [], databases: [], postgresql_conf: loopbackPostgresConf(pgPort) },
           mode: "Primary",
           ...env.storageSpec(),
-        },
+        }),
         compute_ctl_config: { jwks: { keys: [] } },
       }),
     );

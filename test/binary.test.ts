@@ -2,6 +2,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync } from "node:fs";
 import { join } from "node:path";
+import { minimalSpecJson } from "../src/testing/specs.ts";
 import {
   FIXTURES,
   freePort,
@@ -120,14 +121,8 @@ describe("config errors", () => {
   test("a primary spec without safekeepers is fatal before listening", async () => {
     const ports = { ext: await freePort(), int: await freePort() };
     const config = writeJson(join(tmp.dir, "nosk.json"), {
-      spec: {
-        format_version: 1.0,
-        suspend_timeout_seconds: -1,
-        cluster: { roles: [], databases: [] },
-        tenant_id: "a".repeat(32),
-        timeline_id: "b".repeat(32),
-        pageserver_connstring: "postgres://no_user@127.0.0.1:64000",
-      },
+      // No safekeepers at all: neither the field nor the neon.safekeepers setting.
+      spec: minimalSpecJson({ safekeeper_connstrings: [] }),
       compute_ctl_config: { jwks: { keys: [] } },
     });
     const r = await runBinary(baseArgs(config, ports));

@@ -1,28 +1,25 @@
 // A StartupContext for unit tests: fake runner, no sleeping, memory logger.
-import type { CliOptions } from "../cli.ts";
 import { memoryLogger } from "../log.ts";
 import { FakeRunner } from "../process/fake-runner.ts";
 import { parseComputeSpec } from "../spec/parse.ts";
 import { type ParsedSpec, toParsedSpec } from "../spec/parsed-spec.ts";
 import { ComputeStateStore } from "../state/store.ts";
-import type { StartupContext } from "./context.ts";
+import { minimalSpecJson } from "../testing/specs.ts";
+import type { StartupContext, StartupParams } from "./context.ts";
 
-export const TENANT = "a".repeat(32);
-export const TIMELINE = "b".repeat(32);
+export { TEST_TENANT as TENANT, TEST_TIMELINE as TIMELINE } from "../testing/specs.ts";
 
 /** A minimal valid spec; `extra` overrides top-level fields. */
 export function testSpec(extra: Record<string, unknown> = {}): ParsedSpec {
   return toParsedSpec(
-    parseComputeSpec({
-      format_version: 1.0,
-      suspend_timeout_seconds: -1,
-      cluster: { roles: [], databases: [], settings: [] },
-      tenant_id: TENANT,
-      timeline_id: TIMELINE,
-      pageserver_connstring: "postgres://no_user@127.0.0.1:64000",
-      safekeeper_connstrings: ["127.0.0.1:5454", "127.0.0.1:5455", "127.0.0.1:5456"],
-      ...extra,
-    }),
+    parseComputeSpec(
+      minimalSpecJson({
+        cluster: { roles: [], databases: [], settings: [] },
+        pageserver_connstring: "postgres://no_user@127.0.0.1:64000",
+        safekeeper_connstrings: ["127.0.0.1:5454", "127.0.0.1:5455", "127.0.0.1:5456"],
+        ...extra,
+      }),
+    ),
   );
 }
 
@@ -33,16 +30,7 @@ export function testContext(
   const runner = opts.runner ?? new FakeRunner();
   const sleeps: number[] = [];
   const shutdown = new AbortController();
-  const params: Pick<
-    CliOptions,
-    | "pgbin"
-    | "pgBinDir"
-    | "pgdata"
-    | "connstr"
-    | "privilegedRoleName"
-    | "internalHttpPort"
-    | "lakebaseMode"
-  > = {
+  const params: StartupParams = {
     pgbin: "/pg/bin/postgres",
     pgBinDir: "/pg/bin",
     pgdata: opts.pgdata ?? "/nonexistent/pgdata",

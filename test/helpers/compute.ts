@@ -8,6 +8,8 @@ import {
   startDevEnvironment,
 } from "../../src/dev/environment.ts";
 import { resolveRunAs } from "../../src/process/user.ts";
+import { postmasterPids } from "../../src/testing/procs.ts";
+import { loopbackPostgresConf, minimalSpecJson } from "../../src/testing/specs.ts";
 import { GiveUp } from "../../src/testing/until.ts";
 import { freePort, type Started, startBinary, waitUntil, writeJson } from "./binary.ts";
 
@@ -73,20 +75,18 @@ export async function startCompute(
   const ext = await freePort();
   const int = await freePort();
   const pgdata = join(root, `${name}-pgdata`);
-  const spec = {
-    format_version: 1.0,
-    suspend_timeout_seconds: -1,
+  const spec = minimalSpecJson({
     skip_pg_catalog_updates: true,
     cluster: {
       roles: [],
       databases: [],
-      postgresql_conf: `listen_addresses='127.0.0.1'\nport=${pgPort}\nunix_socket_directories=''\nfsync=off\nshared_buffers=16MB\n${opts.clusterConf ?? ""}`,
+      postgresql_conf: loopbackPostgresConf(pgPort, opts.clusterConf),
       settings: [{ name: "work_mem", value: "7MB", vartype: "string" }],
     },
     mode: "Primary",
     ...env.storageSpec(),
     ...opts.spec,
-  };
+  });
   const config = writeJson(join(root, `${name}-config.json`), {
     spec,
     compute_ctl_config: { jwks: { keys: [] } },
@@ -176,19 +176,7 @@ export async function startCompute(
   };
 }
 
-/** Pids of postgres processes whose command line names `pgdata`. */
+/** Pids of live postmasters whose command line names `pgdata`. */
 export function postgresPids(pgdata: string): number[] {
-  const pids: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0");
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) continue;
-      if (cmd.some((a) => a === pgdata) && cmd[0]?.endsWith("postgres")) pids.push(Number(d));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
+  return postmasterPids((a) => a === pgdata);
 }
