@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { type DevEnvironment, startDevEnvironment } from "../src/dev/environment.ts";
 import { identityEnv, resolveRunAs } from "../src/process/user.ts";
 import { postmasterPidSaysReady } from "../src/startup/postgres.ts";
+import { bearer, makeTestKeys } from "../src/testing/jwt.ts";
 import { loopbackPostgresConf, minimalSpecJson } from "../src/testing/specs.ts";
 import { connect } from "../src/wire/client.ts";
 import { gunzip } from "../src/wire/gunzip.ts";
@@ -31,6 +32,10 @@ import {
   tempWorkDir,
   until,
 } from "./lib.ts";
+
+// The API is behind the JWT check, as in production: one key, one token for all runs.
+const keys = await makeTestKeys();
+const auth = bearer(await keys.sign({ compute_id: "bench" }));
 
 const runs = Number(process.argv[2] ?? 20);
 const parent = process.env.BENCH_TMPDIR ?? tmpdir();
@@ -121,7 +126,7 @@ async function oneOurs(): Promise<OursSample> {
           mode: "Primary",
           ...env.storageSpec(),
         }),
-        compute_ctl_config: { jwks: { keys: [] } },
+        compute_ctl_config: { jwks: keys.jwks },
       }),
     );
     const status = `http://127.0.0.1:${ext}/status`;
@@ -151,7 +156,7 @@ async function oneOurs(): Promise<OursSample> {
       if (child.proc.exitCode !== null)
         throw new Error(`compute_ctl exited: ${child.stderr().slice(-2000)}`);
       if (Number.isNaN(pgReady) && readyIn(pgdata)) pgReady = now() - t0;
-      const st = await fetch(status).then(
+      const st = await fetch(status, { headers: auth }).then(
         (r) => r.json() as Promise<{ status: string; error?: string }>,
         () => undefined, // not listening yet
       );
@@ -163,10 +168,9 @@ async function oneOurs(): Promise<OursSample> {
       if (Number.isNaN(running)) await Bun.sleep(2);
     }
     if (Number.isNaN(pgReady)) pgReady = running;
-    const metrics = (await (await fetch(`http://127.0.0.1:${ext}/metrics.json`)).json()) as Record<
-      string,
-      number
-    >;
+    const metrics = (await (
+      await fetch(`http://127.0.0.1:${ext}/metrics.json`, { headers: auth })
+    ).json()) as Record<string, number>;
     if (statSync(confPath, { throwIfNoEntry: false }) === undefined)
       copyFileSync(join(pgdata, "postgresql.conf"), confPath);
     return { metrics, firstStatus, pgReady, running, coldFetch: cold.ms, warmFetch: warm.ms };

@@ -7,6 +7,7 @@ import type { CliOptions } from "./cli.ts";
 import { ComputeNode } from "./compute.ts";
 import { ConfigError, errorMessage } from "./errors.ts";
 import { log } from "./log.ts";
+import { ComputeCtlMetrics } from "./metrics/registry.ts";
 import { BunRunner } from "./process/bun-runner.ts";
 import { Reaper, setCoreRlimitUnlimited } from "./process/reaper.ts";
 import { onTerminationSignals } from "./process/signals.ts";
@@ -18,7 +19,7 @@ import { getPgInstall } from "./startup/pg-version.ts";
 import { BUILD_TAG } from "./version.ts";
 
 /** Upstream get_config: `-c FILE` or `-p URI` (the CLI guarantees one of them). */
-async function getConfig(opts: CliOptions): Promise<ComputeConfig> {
+async function getConfig(opts: CliOptions, metrics: ComputeCtlMetrics): Promise<ComputeConfig> {
   if (opts.config !== undefined) return loadConfigFile(opts.config);
   if (opts.controlPlaneUri !== undefined) {
     return fetchConfigFromControlPlane({
@@ -26,6 +27,7 @@ async function getConfig(opts: CliOptions): Promise<ComputeConfig> {
       computeId: opts.computeId,
       token: process.env.NEON_CONTROL_PLANE_TOKEN ?? "",
       log,
+      onAttempt: (label) => metrics.cplaneRequest(label),
     });
   }
   throw new ConfigError("either --config or --control-plane-uri must be given");
@@ -53,6 +55,8 @@ export async function runComputeCtl(opts: CliOptions): Promise<number> {
   if (!started.ok) log.warn(`running as PID 1 without a reaper: ${started.message}`);
 
   const runner = new BunRunner({ spawnedPids: reaper });
+  // compute_ctl_up says `empty` from the first scrape on.
+  const metrics = new ComputeCtlMetrics();
   // pg_config runs while the config loads: both come before the servers listen.
   const pgVersion = getPgInstall(runner, opts.pgbin).then(
     (v) => ({ ok: true as const, v }),
@@ -60,7 +64,7 @@ export async function runComputeCtl(opts: CliOptions): Promise<number> {
   );
   let config: ComputeConfig;
   try {
-    config = await getConfig(opts);
+    config = await getConfig(opts, metrics);
   } catch (e) {
     if (opts.controlPlaneUri !== undefined) {
       log.error(
@@ -83,6 +87,7 @@ export async function runComputeCtl(opts: CliOptions): Promise<number> {
   try {
     node = new ComputeNode(opts, config, {
       log,
+      metrics,
       runner,
       runAs: resolveRunAs(opts.pgUser),
       // The pipeline's modules load after the servers listen: the first /status waits for none of them.

@@ -5,15 +5,11 @@
 
 import type { CliOptions } from "./cli.ts";
 import { errorChain, errorMessage } from "./errors.ts";
+import { authorize } from "./http/middleware/authorize.ts";
 import type { ApiContext } from "./http/route.ts";
-import {
-  buildApp,
-  EXTERNAL_ROUTES,
-  INTERNAL_ROUTES,
-  type Listener,
-  listen,
-} from "./http/server.ts";
+import { buildApp, externalRoutes, INTERNAL_ROUTES, type Listener, listen } from "./http/server.ts";
 import type { Logger } from "./log.ts";
+import { ComputeCtlMetrics } from "./metrics/registry.ts";
 import {
   type ChildProcess,
   type ProcessRunner,
@@ -46,6 +42,8 @@ export interface ComputeNodeDeps {
   prewarm?: (ctx: PostmasterContext) => Promise<void>;
   sleep?: (ms: number) => Promise<void>;
   env?: Record<string, string | undefined>;
+  /** The Prometheus registry (compute_ctl_up follows every status change). */
+  metrics?: ComputeCtlMetrics;
 }
 
 export class ComputeNode {
@@ -53,6 +51,7 @@ export class ComputeNode {
   readonly params: CliOptions;
   readonly computeCtlConfig: ComputeCtlConfig;
   readonly children: ChildRegistry = { postgres: null, syncSafekeepers: null };
+  readonly metrics: ComputeCtlMetrics;
   private readonly log: Logger;
   private readonly deps: ComputeNodeDeps;
   private readonly shutdownController = new AbortController();
@@ -68,7 +67,13 @@ export class ComputeNode {
     this.log = deps.log;
     this.computeCtlConfig = config.compute_ctl_config;
     const pspec = config.spec ? toParsedSpec(config.spec) : null;
-    this.store = new ComputeStateStore({ log: deps.log, initial: { pspec } });
+    this.metrics = deps.metrics ?? new ComputeCtlMetrics();
+    const metrics = this.metrics;
+    this.store = new ComputeStateStore({
+      log: deps.log,
+      initial: { pspec },
+      onStatus: (s) => metrics.setStatus(s),
+    });
   }
 
   get shutdownSignal(): AbortSignal {
@@ -100,11 +105,22 @@ export class ComputeNode {
     return { ...this.processContext(), params: this.params, pspec, store: this.store };
   }
 
-  /** Starts both HTTP servers. */
+  /** Starts both HTTP servers; the external one checks JWTs (upstream's authorize middleware). */
   listen(): void {
     const ctx = this.apiContext();
+    const auth = authorize({
+      jwks: this.computeCtlConfig.jwks,
+      computeId: this.params.computeId,
+      instanceId: (this.deps.env ?? process.env).INSTANCE_ID,
+      log: this.log,
+    });
     this.listeners.push(
-      listen(buildApp(EXTERNAL_ROUTES, ctx), this.params.externalHttpPort, "external", this.log),
+      listen(
+        buildApp(externalRoutes(this.metrics), ctx, { authorize: auth }),
+        this.params.externalHttpPort,
+        "external",
+        this.log,
+      ),
       listen(buildApp(INTERNAL_ROUTES, ctx), this.params.internalHttpPort, "internal", this.log),
     );
   }

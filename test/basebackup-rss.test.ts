@@ -1,11 +1,14 @@
 // A 1 GiB basebackup is streamed to disk: compute_ctl's peak RSS (VmHWM) stays
 // under 100 MB whatever the archive size.
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { encodeTarHeader, gzip, streamFrom, tarDirectory } from "../src/dev/tar-writer.ts";
 import { ensureTemplateCluster } from "../src/dev/template.ts";
 import { PG_BIN_DIR, RUN_AS, startCompute, workDir } from "./helpers/compute.ts";
+
+// Process-level: real postgres and the built binary; each wait has its own deadline.
+setDefaultTimeout(60_000);
 
 const root = workDir("compute-ctl-rss-");
 afterAll(() => root.cleanup());

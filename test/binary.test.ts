@@ -1,7 +1,8 @@
 // Smoke tests of the built binary: CLI behaviour, config errors, /status.
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, existsSync } from "node:fs";
 import { join } from "node:path";
+import { bearer, makeTestKeys } from "../src/testing/jwt.ts";
 import { minimalSpecJson } from "../src/testing/specs.ts";
 import {
   FIXTURES,
@@ -13,12 +14,13 @@ import {
   writeJson,
 } from "./helpers/binary.ts";
 
+// Process-level: real postgres and the built binary; each wait has its own deadline.
+setDefaultTimeout(60_000);
+
 const tmp = tempDir();
 // The prewarm initdb runs as the postgres user: it must reach <pgdata>.warmup.
 chmodSync(tmp.dir, 0o755);
 afterAll(() => tmp.cleanup());
-
-const EMPTY_CONFIG = { spec: null, compute_ctl_config: { jwks: { keys: [] } } };
 
 function baseArgs(config: string, ports?: { ext: number; int: number }): string[] {
   const args = [
@@ -142,19 +144,35 @@ describe("config errors", () => {
 describe("HTTP", () => {
   test("an empty compute answers /status with status empty and null last_active; SIGTERM exits 1", async () => {
     const ports = { ext: await freePort(), int: await freePort() };
-    const config = writeJson(join(tmp.dir, "empty.json"), EMPTY_CONFIG);
+    const keys = await makeTestKeys();
+    const auth = bearer(await keys.sign({ compute_id: "compute-smoke" }));
+    const config = writeJson(join(tmp.dir, "empty.json"), {
+      spec: null,
+      compute_ctl_config: { jwks: keys.jwks },
+    });
     const child = startBinary(baseArgs(config, ports));
     try {
       const body = await waitUntil("GET /status", async () => {
-        const res = await fetch(`http://127.0.0.1:${ports.ext}/status`);
+        const res = await fetch(`http://127.0.0.1:${ports.ext}/status`, { headers: auth });
         return res.ok ? ((await res.json()) as Record<string, unknown>) : undefined;
       });
       expect(body.status).toBe("empty");
       expect(body.last_active).toBeNull();
       expect(body.tenant).toBeNull();
       expect(body.start_time).toMatch(/Z$/);
-      const v6 = await fetch(`http://[::1]:${ports.ext}/metrics.json`);
+      const v6 = await fetch(`http://[::1]:${ports.ext}/metrics.json`, { headers: auth });
       expect(v6.status).toBe(200);
+      // The external API is behind the JWT check; /metrics is open.
+      expect((await fetch(`http://127.0.0.1:${ports.ext}/status`)).status).toBe(400);
+      const wrong = bearer(await keys.sign({ compute_id: "another-compute" }));
+      const denied = await fetch(`http://127.0.0.1:${ports.ext}/status`, { headers: wrong });
+      expect(denied.status).toBe(403);
+      expect(await denied.json()).toEqual({
+        error: "invalid compute ID in authorization token claims",
+      });
+      const prom = await fetch(`http://127.0.0.1:${ports.ext}/metrics`);
+      expect(prom.headers.get("content-type")).toBe("text/plain; version=0.0.4");
+      expect(await prom.text()).toContain('compute_ctl_up{build_tag="latest",status="empty"} 1');
       const internal = await fetch(`http://127.0.0.1:${ports.int}/nope`);
       expect(internal.status).toBe(404);
     } finally {

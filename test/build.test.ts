@@ -1,9 +1,12 @@
 // `bun run build --target …` from this host: the baseline build runs here; the
 // arm64 one is checked by its ELF header (e_machine AArch64).
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { REPO, tempDir } from "./helpers/binary.ts";
+
+// Process-level: real postgres and the built binary; each wait has its own deadline.
+setDefaultTimeout(60_000);
 
 const out = tempDir("compute-ctl-build-");
 afterAll(() => out.cleanup());

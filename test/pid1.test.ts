@@ -1,10 +1,13 @@
 // compute_ctl as PID 1 of its own PID namespace, as in a container: it
 // answers SIGTERM, reaps orphans re-parented to it, and still sees its own
 // children's exit codes.
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { waitUntil } from "./helpers/binary.ts";
 import { postgresPids, startCompute, workDir } from "./helpers/compute.ts";
+
+// Process-level: real postgres and the built binary; each wait has its own deadline.
+setDefaultTimeout(60_000);
 
 const root = workDir("compute-ctl-pid1-");
 afterAll(() => root.cleanup());

@@ -1,9 +1,12 @@
 // Every pageserver fault knob, the slow safekeeper path failing then
 // succeeding, auth, SIGTERM while postgres starts, and compute_ctl as PID 1.
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { PageserverFaults } from "../src/dev/pageserver.ts";
 import { waitUntil } from "./helpers/binary.ts";
 import { postgresPids, startCompute, workDir } from "./helpers/compute.ts";
+
+// Process-level: real postgres and the built binary; each wait has its own deadline.
+setDefaultTimeout(60_000);
 
 const root = workDir("compute-ctl-faults-");
 afterAll(() => root.cleanup());

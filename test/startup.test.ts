@@ -1,9 +1,12 @@
 // The startup pipeline end to end: the built binary against the stand-ins and
 // real PostgreSQL, as root (postgres then runs as the `postgres` user).
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { formatLsn } from "../src/spec/lsn.ts";
 import { waitUntil } from "./helpers/binary.ts";
 import { postgresPids, startCompute, workDir } from "./helpers/compute.ts";
+
+// Process-level: real postgres and the built binary; each wait has its own deadline.
+setDefaultTimeout(60_000);
 
 const root = workDir("compute-ctl-startup-");
 afterAll(() => root.cleanup());

@@ -18,6 +18,7 @@ import { resolveRunAs } from "../process/user.ts";
 import { parseComputeConfig, parseJsonText } from "../spec/parse.ts";
 import { configureAsPrimary } from "../startup/configure.ts";
 import { startCompute } from "../startup/index.ts";
+import { makeTestKeys } from "../testing/jwt.ts";
 import { startDevEnvironment } from "./environment.ts";
 
 /** PostgreSQL's bin directory: the flag, `pg_config --bindir` on PATH, or the newest /usr/lib/postgresql/N. */
@@ -75,9 +76,13 @@ export async function runDev(opts: DevOptions): Promise<number> {
   const cluster = (spec.cluster ?? {}) as Record<string, unknown>;
   // The last `port` line wins in postgresql.conf: the flag overrides the example's.
   cluster.postgresql_conf = `${String(cluster.postgresql_conf ?? "")}\nport=${opts.pgPort}\n`;
+  // The external API checks JWTs as in production: a key made for this run, and a
+  // token for this compute (neon_local's shape: compute_id, no exp).
+  const keys = await makeTestKeys();
+  const token = await keys.sign({ compute_id: "compute-dev" });
   const config = {
     spec: { ...spec, cluster, ...env.storageSpec() },
-    compute_ctl_config: { jwks: { keys: [] } },
+    compute_ctl_config: { jwks: keys.jwks },
   };
   const configPath = join(opts.dataDir, "config.json");
   await writeFile(configPath, JSON.stringify(config, null, 2));
@@ -133,8 +138,10 @@ export async function runDev(opts: DevOptions): Promise<number> {
       "",
       "compute_ctl dev: the compute is running.",
       `  psql:           psql '${connstr}'`,
-      `  status:         curl http://127.0.0.1:${opts.externalHttpPort}/status`,
-      `  metrics:        curl http://127.0.0.1:${opts.externalHttpPort}/metrics.json`,
+      `  token:          export TOKEN=${token}`,
+      `  status:         curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:${opts.externalHttpPort}/status`,
+      `  metrics:        curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:${opts.externalHttpPort}/metrics.json`,
+      `  prometheus:     curl http://127.0.0.1:${opts.externalHttpPort}/metrics`,
       `  internal API:   http://127.0.0.1:${opts.internalHttpPort}/`,
       `  same as:        compute_ctl ${argv.join(" ")}`,
       "  Ctrl-C stops postgres, the stand-ins and compute_ctl.",

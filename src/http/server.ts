@@ -6,10 +6,16 @@ import type { Logger } from "../log.ts";
 import { requestId } from "./middleware/request-id.ts";
 import { emptyResponse, responseForError } from "./respond.ts";
 import type { ApiContext, HonoEnv, Route } from "./route.ts";
+import { metricsRoute } from "./routes/metrics.ts";
 import { metricsJsonRoute } from "./routes/metrics-json.ts";
 import { statusRoute } from "./routes/status.ts";
 
 export const EXTERNAL_ROUTES: readonly Route[] = [statusRoute, metricsJsonRoute];
+
+/** The external server's routes, with the ones that need the process's registry. */
+export function externalRoutes(metricsRegistry: { render(): string }): Route[] {
+  return [metricsRoute(metricsRegistry), ...EXTERNAL_ROUTES];
+}
 export const INTERNAL_ROUTES: readonly Route[] = [];
 
 export interface AppOptions {

@@ -70,7 +70,8 @@ export function encode(families: Iterable<MetricFamily>): string {
     if (f.samples.length === 0) continue;
     if (f.help !== "") out += `# HELP ${f.name} ${escapeHelp(f.help)}\n`;
     out += `# TYPE ${f.name} ${f.type}\n`;
-    for (const s of f.samples) out += `${f.name}${formatLabels(s.labels)} ${formatValue(s.value)}\n`;
+    for (const s of f.samples)
+      out += `${f.name}${formatLabels(s.labels)} ${formatValue(s.value)}\n`;
   }
   return out;
 }

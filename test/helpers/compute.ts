@@ -1,5 +1,5 @@
 // A compute started from the built binary against the dev stand-ins.
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -8,6 +8,7 @@ import {
   startDevEnvironment,
 } from "../../src/dev/environment.ts";
 import { resolveRunAs } from "../../src/process/user.ts";
+import { bearer, makeTestKeys } from "../../src/testing/jwt.ts";
 import { postmasterPids } from "../../src/testing/procs.ts";
 import { loopbackPostgresConf, minimalSpecJson } from "../../src/testing/specs.ts";
 import { GiveUp } from "../../src/testing/until.ts";
@@ -87,9 +88,12 @@ export async function startCompute(
     ...env.storageSpec(),
     ...opts.spec,
   });
+  // Keys and tokens shaped like neon_local's: the API is behind the JWT check.
+  const keys = await makeTestKeys();
+  const token = await keys.sign({ compute_id: name });
   const config = writeJson(join(root, `${name}-config.json`), {
     spec,
-    compute_ctl_config: { jwks: { keys: [] } },
+    compute_ctl_config: { jwks: keys.jwks },
   });
   const child = startBinary(
     [
@@ -112,7 +116,7 @@ export async function startCompute(
     opts.prefix,
   );
   const get = async (path: string) => {
-    const res = await fetch(`http://127.0.0.1:${ext}${path}`);
+    const res = await fetch(`http://127.0.0.1:${ext}${path}`, { headers: bearer(token) });
     if (!res.ok) throw new Error(`${path}: ${res.status}`);
     return res.json();
   };
