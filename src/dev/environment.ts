@@ -5,7 +5,7 @@
 // the same code paths as production.
 
 import { randomBytes } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { RunAs } from "../process/runner.ts";
 import {
@@ -104,6 +104,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions): Promise<
     }),
     close: async () => {
       await Promise.all([pageserver.close(), ...safekeepers.map((s) => s.close())]);
+      await rm(pgbin.dir, { recursive: true, force: true });
     },
   };
 }

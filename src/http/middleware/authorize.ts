@@ -211,8 +211,15 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<HonoEnv> {
   if (!bypass && opts.jwks.keys.length === 0) {
     log?.warn("compute_ctl_config.jwks has no keys: every authorized request will get 401");
   }
-  // Imported once, on the first request, so jose stays off the start-up path.
+  // Imported once, off the start-up path: right after the servers listen (the
+  // next timer tick), or by the first request if it comes sooner.
   let keys: Promise<CryptoKey[]> | undefined;
+  if (!bypass) {
+    setTimeout(() => {
+      keys ??= importKeys(candidates, alg, log);
+      keys.catch(() => {});
+    }, 0).unref();
+  }
 
   const deny = (status: 400 | 401 | 403, message: string) => {
     log?.error(message);
