@@ -1,14 +1,6 @@
 // Small helpers shared by the benchmarks: percentiles, a free port, markdown
 // tables, temp dirs that are removed on exit (also on Ctrl-C), peak RSS.
-import {
-  chmodSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -16,16 +8,7 @@ export const ROOT = new URL("..", import.meta.url).pathname;
 export const BINARY = join(ROOT, "dist", "compute_ctl");
 
 /** The newest PostgreSQL bin directory under /usr/lib/postgresql. */
-export function pgBinDir(): string {
-  const base = "/usr/lib/postgresql";
-  const versions = existsSync(base)
-    ? readdirSync(base)
-        .filter((v) => existsSync(join(base, v, "bin", "postgres")))
-        .sort((a, b) => Number(b) - Number(a))
-    : [];
-  if (!versions[0]) throw new Error(`no PostgreSQL server binaries under ${base}`);
-  return join(base, versions[0], "bin");
-}
+export { findTestPgBinDir as pgBinDir } from "../src/testing/pg.ts";
 
 export async function freePort(): Promise<number> {
   const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });

@@ -84,12 +84,20 @@ export async function runComputeCtl(opts: CliOptions): Promise<number> {
   log.info(`postgres major version ${pg.v.major}`);
   const neonAvailable = existsSync(join(pg.v.pkglibdir, "neon.so"));
 
+  let runAs: ReturnType<typeof resolveRunAs>;
+  try {
+    runAs = resolveRunAs(opts.pgUser);
+  } catch (e) {
+    log.error(errorMessage(e));
+    return 1;
+  }
+
   try {
     node = new ComputeNode(opts, config, {
       log,
       metrics,
       runner,
-      runAs: resolveRunAs(opts.pgUser),
+      runAs,
       // The pipeline's modules load after the servers listen: the first /status waits for none of them.
       startCompute: async (ctx) => {
         const [{ startCompute }, { configureAsPrimary }] = await Promise.all([

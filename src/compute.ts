@@ -50,7 +50,8 @@ export class ComputeNode {
   readonly store: ComputeStateStore;
   readonly params: CliOptions;
   readonly computeCtlConfig: ComputeCtlConfig;
-  readonly children: ChildRegistry = { postgres: null, syncSafekeepers: null };
+  readonly children: ChildRegistry = { postgres: null, syncSafekeepers: null, tools: new Set() };
+  private terminating = false;
   readonly metrics: ComputeCtlMetrics;
   private readonly log: Logger;
   private readonly deps: ComputeNodeDeps;
@@ -240,12 +241,20 @@ export class ComputeNode {
    */
   async onTerminationSignal(sig: TerminationSignal): Promise<void> {
     this.log.info(`received ${sig} termination signal`);
+    if (this.terminating) {
+      // A second signal: the operator wants out now (upstream exits on the first).
+      this.log.warn("second termination signal: killing children and exiting");
+      this.killChildren();
+      return;
+    }
+    this.terminating = true;
     this.shutdownController.abort(new Error(`received ${sig}`));
     const waits: Promise<unknown>[] = [];
     const forward = (child: ChildProcess | null, signal: NodeJS.Signals) => {
       if (child?.kill(signal)) waits.push(child.exited);
     };
     forward(this.children.syncSafekeepers, "SIGTERM");
+    for (const tool of this.children.tools) forward(tool, "SIGTERM");
     forward(this.children.postgres, "SIGINT");
     if (waits.length === 0) return;
     const all = Promise.all(waits);
@@ -255,9 +264,14 @@ export class ComputeNode {
     ]);
     if (timedOut) {
       this.log.warn(`children did not exit within ${SIGNAL_CHILD_GRACE_MS} ms; killing them`);
-      this.children.syncSafekeepers?.kill("SIGKILL");
-      this.children.postgres?.kill("SIGKILL");
+      this.killChildren();
       await all.catch((e) => this.log.warn(errorMessage(e)));
     }
+  }
+
+  private killChildren(): void {
+    this.children.syncSafekeepers?.kill("SIGKILL");
+    for (const tool of this.children.tools) tool.kill("SIGKILL");
+    this.children.postgres?.kill("SIGKILL");
   }
 }

@@ -12,13 +12,24 @@ const LEVEL_NAMES: Record<number, string> = {
   5: "TRACE",
 };
 
+const LEVELS: Record<string, number> = { error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
+
+/**
+ * Our level from a RUST_LOG-style filter: the bare directive (without `target=`)
+ * sets it, the last one winning; per-target directives concern Rust crates and
+ * are ignored. Default `info`.
+ */
+export function levelFromFilter(filter: string | undefined): number {
+  let level = LEVELS.info ?? 3;
+  for (const d of (filter ?? "").split(",")) {
+    const v = LEVELS[d.trim().toLowerCase()];
+    if (v !== undefined) level = v;
+  }
+  return level;
+}
+
 function levelFromEnv(): number {
-  const want = (process.env.RUST_LOG ?? process.env.COMPUTE_CTL_LOG ?? "info").toLowerCase();
-  if (want.includes("trace")) return 5;
-  if (want.includes("debug")) return 4;
-  if (want.includes("warn")) return 1;
-  if (want.includes("error")) return 0;
-  return 3;
+  return levelFromFilter(process.env.RUST_LOG ?? process.env.COMPUTE_CTL_LOG);
 }
 
 function render(obj: LogObject): string {

@@ -3,6 +3,7 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { bearer, makeTestKeys } from "../src/testing/jwt.ts";
+import { TEST_PG_BIN_DIR } from "../src/testing/pg.ts";
 import { minimalSpecJson } from "../src/testing/specs.ts";
 import {
   FIXTURES,
@@ -31,7 +32,7 @@ function baseArgs(config: string, ports?: { ext: number; int: number }): string[
     "-i",
     "compute-smoke",
     "-b",
-    "/usr/lib/postgresql/15/bin/postgres",
+    join(TEST_PG_BIN_DIR, "postgres"),
     "-c",
     config,
   ];

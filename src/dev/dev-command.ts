@@ -15,7 +15,7 @@ import { BunRunner } from "../process/bun-runner.ts";
 import { Reaper } from "../process/reaper.ts";
 import { onTerminationSignals } from "../process/signals.ts";
 import { resolveRunAs } from "../process/user.ts";
-import { parseComputeConfig, parseJsonText } from "../spec/parse.ts";
+import { parseComputeConfig, parseComputeSpec, parseJsonText } from "../spec/parse.ts";
 import { configureAsPrimary } from "../startup/configure.ts";
 import { startCompute } from "../startup/index.ts";
 import { makeTestKeys } from "../testing/jwt.ts";
@@ -50,12 +50,19 @@ export function findPgBinDir(flag: string | undefined): string {
   );
 }
 
+/** The spec to start from, validated up front; errors name the file. */
 async function loadSpec(path: string | undefined): Promise<Record<string, unknown>> {
   if (path === undefined) return structuredClone(exampleSpec) as Record<string, unknown>;
-  const value = parseJsonText(await Bun.file(path).text());
-  if (typeof value !== "object" || value === null)
-    throw new ComputeCtlError(`${path}: not a JSON object`);
-  return value as Record<string, unknown>;
+  try {
+    const value = parseJsonText(await Bun.file(path).text());
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw new ComputeCtlError("not a JSON object");
+    }
+    parseComputeSpec(value);
+    return value as Record<string, unknown>;
+  } catch (e) {
+    throw new ComputeCtlError(`--spec ${path}: ${errorMessage(e)}`, { cause: e });
+  }
 }
 
 export async function runDev(opts: DevOptions): Promise<number> {
@@ -67,12 +74,27 @@ export async function runDev(opts: DevOptions): Promise<number> {
     `dev: PostgreSQL binaries from ${pgBinDir}${runAs ? `, postgres runs as ${runAs.name}` : ""}`,
   );
 
+  // The spec first: bad input must not leave stand-ins or files behind.
+  const spec = await loadSpec(opts.spec);
   const env = await startDevEnvironment({ pgBinDir, workDir: opts.dataDir, runAs });
+  try {
+    return await runDevCompute(opts, env, spec, runAs);
+  } finally {
+    await env.close();
+    await env.removeFiles();
+  }
+}
+
+async function runDevCompute(
+  opts: DevOptions,
+  env: Awaited<ReturnType<typeof startDevEnvironment>>,
+  spec: Record<string, unknown>,
+  runAs: ReturnType<typeof resolveRunAs>,
+): Promise<number> {
   log.info(
     `dev: pageserver stand-in at ${env.pageserver.url}, safekeepers ${env.safekeepers.map((s) => s.connstring).join(",")}`,
   );
 
-  const spec = await loadSpec(opts.spec);
   const cluster = (spec.cluster ?? {}) as Record<string, unknown>;
   // The last `port` line wins in postgresql.conf: the flag overrides the example's.
   cluster.postgresql_conf = `${String(cluster.postgresql_conf ?? "")}\nport=${opts.pgPort}\n`;
@@ -119,13 +141,12 @@ export async function runDev(opts: DevOptions): Promise<number> {
     runAs,
     startCompute: (ctx) => startCompute(ctx, configureAsPrimary),
   });
-  let stopping = false;
+  // A second Ctrl-C reaches the node too: it then kills the children at once.
   onTerminationSignals((sig) => {
-    if (stopping) return;
-    stopping = true;
     void node
       .onTerminationSignal(sig)
       .then(() => env.close())
+      .then(() => env.removeFiles())
       .finally(() => process.exit(1));
   });
 
@@ -154,7 +175,5 @@ export async function runDev(opts: DevOptions): Promise<number> {
   } catch (e) {
     log.error(`dev: ${errorMessage(e)}`);
     return 1;
-  } finally {
-    await env.close();
   }
 }

@@ -46,6 +46,8 @@ export interface DevEnvironment {
   pgbin: FakePgbin;
   tenantId: string;
   timelineId: string;
+  /** Removes the fake pgbin directory (after close; tests read its call log first). */
+  removeFiles(): Promise<void>;
   /** The storage fields of a spec pointing at these stand-ins. */
   storageSpec(): Record<string, unknown>;
   close(): Promise<void>;
@@ -102,9 +104,9 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions): Promise<
       safekeeper_connstrings: safekeepers.map((s) => s.connstring),
       ...(opts.storageAuthToken ? { storage_auth_token: opts.storageAuthToken } : {}),
     }),
+    removeFiles: () => rm(pgbin.dir, { recursive: true, force: true }),
     close: async () => {
       await Promise.all([pageserver.close(), ...safekeepers.map((s) => s.close())]);
-      await rm(pgbin.dir, { recursive: true, force: true });
     },
   };
 }

@@ -15,7 +15,7 @@ import {
   type FrontendMessage,
 } from "../wire/protocol.ts";
 
-export const PG_BIN = "/usr/lib/postgresql/15/bin";
+export { TEST_PG_BIN_DIR as PG_BIN } from "../testing/pg.ts";
 export const TENANT = "de200bd42b49cc1814412c7e592dd6e9";
 export const TIMELINE = "2f0b5cbd8a2b2e6ee51ab0a3d46e54f5";
 

@@ -150,3 +150,19 @@ describe("listen", () => {
     }
   });
 });
+
+describe("listen errors", () => {
+  test("a port in use is an error naming the server and the port", () => {
+    const { app } = setup();
+    const { log } = memoryLogger();
+    // A plain TCP listener holds the port (two Bun.serve in one process may share it).
+    const holder = Bun.listen({ hostname: "::", port: 0, socket: { data() {} } });
+    try {
+      expect(() => listen(app, holder.port, "internal", log)).toThrow(
+        `internal http server: cannot listen on port ${holder.port}`,
+      );
+    } finally {
+      holder.stop(true);
+    }
+  });
+});

@@ -2,6 +2,7 @@
 // assembled from route tables. Both listen on `::` (dual stack, as upstream).
 
 import { Hono, type MiddlewareHandler } from "hono";
+import { ComputeCtlError, errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { requestId } from "./middleware/request-id.ts";
 import { emptyResponse, responseForError } from "./respond.ts";
@@ -59,18 +60,29 @@ export interface Listener {
 }
 
 /**
- * Listens on `[::]:port`; where the host has no IPv6 (some containers) falls
- * back to 0.0.0.0 so the API still answers on IPv4.
+ * Listens on `[::]:port`; only where the host has no IPv6 (some containers)
+ * falls back to 0.0.0.0. Any other failure (port in use, ...) is an error that
+ * names the server and the port.
  */
 export function listen(app: Hono<HonoEnv>, port: number, name: string, log: Logger): Listener {
   const serve = (hostname: string) =>
     Bun.serve({ port, hostname, fetch: app.fetch, development: false });
   let server: ReturnType<typeof serve>;
   try {
-    server = serve("::");
+    try {
+      server = serve("::");
+    } catch (e) {
+      if (!noIpv6(e)) throw e;
+      log.warn(`${name} http server: no IPv6 here (${errorMessage(e)}), listening on 0.0.0.0`);
+      server = serve("0.0.0.0");
+    }
   } catch (e) {
-    log.warn(`${name} http server: cannot listen on [::]:${port} (${String(e)}), trying 0.0.0.0`);
-    server = serve("0.0.0.0");
+    throw new ComputeCtlError(
+      `${name} http server: cannot listen on port ${port}: ${errorMessage(e)}`,
+      {
+        cause: e,
+      },
+    );
   }
   log.info(`${name} http server listening on ${server.hostname}:${server.port}`);
   return {
@@ -78,4 +90,11 @@ export function listen(app: Hono<HonoEnv>, port: number, name: string, log: Logg
     hostname: server.hostname ?? "::",
     stop: () => server.stop(true),
   };
+}
+
+function noIpv6(e: unknown): boolean {
+  const code = typeof e === "object" && e !== null && "code" in e ? String(e.code) : "";
+  return (
+    code === "EAFNOSUPPORT" || code === "EADDRNOTAVAIL" || /address family/i.test(errorMessage(e))
+  );
 }

@@ -215,9 +215,10 @@ export interface OutputResult {
 export async function runToCompletion(
   runner: ProcessRunner,
   spec: Omit<SpawnSpec, "stdout" | "stderr">,
-  options?: { allowFailure?: boolean; deadline?: number },
+  options?: { allowFailure?: boolean; deadline?: number; onSpawn?: (child: ChildProcess) => void },
 ): Promise<OutputResult> {
   const child = runner.spawn({ ...spec, stdout: "lines", stderr: "lines" });
+  options?.onSpawn?.(child);
   const collect = async (it: AsyncIterable<string>) => {
     const out: string[] = [];
     for await (const l of it) out.push(l);

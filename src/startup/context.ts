@@ -11,6 +11,8 @@ import type { ComputeStateStore } from "../state/store.ts";
 export interface ChildRegistry {
   postgres: ChildProcess | null;
   syncSafekeepers: ChildProcess | null;
+  /** Other tools running now (initdb of the prewarm): SIGTERM'd and awaited on a signal. */
+  tools: Set<ChildProcess>;
 }
 
 export type StartupParams = Pick<

@@ -6,7 +6,7 @@
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { initdbPath } from "../cli.ts";
-import { runToCompletion } from "../process/runner.ts";
+import { type ChildProcess, runToCompletion, terminate } from "../process/runner.ts";
 import { mkdirOwned } from "../process/user.ts";
 import { type PostmasterContext, spawnPostmaster, waitForReady } from "./postgres.ts";
 
@@ -34,17 +34,31 @@ export async function prewarmPostgresVmMemory(
   await mkdirOwned(dir, ctx.runAs);
   try {
     // As upstream: initdb's output and exit status are not checked; postgres will tell.
-    await runToCompletion(
-      ctx.runner,
-      { cmd: [initdbPath(opts.pgbin), "--pgdata", dir], user: ctx.runAs },
-      { allowFailure: true, deadline: performance.now() + 120_000 },
-    );
+    let initdb: ChildProcess | undefined;
+    try {
+      await runToCompletion(
+        ctx.runner,
+        { cmd: [initdbPath(opts.pgbin), "--pgdata", dir], user: ctx.runAs },
+        {
+          allowFailure: true,
+          deadline: performance.now() + 120_000,
+          // A termination signal must reach initdb too (and wait for it).
+          onSpawn: (child) => {
+            initdb = child;
+            ctx.children.tools.add(child);
+          },
+        },
+      );
+    } finally {
+      if (initdb) ctx.children.tools.delete(initdb);
+    }
+    if (ctx.signal.aborted) return;
     await writeFile(join(dir, "postgresql.conf"), prewarmConf(opts.neonAvailable));
     const pg = spawnPostmaster(ctx, opts.pgbin, dir);
     try {
       await waitForReady(ctx, dir, pg);
     } finally {
-      if (pg.child.kill("SIGQUIT")) await pg.exited;
+      await terminate(pg.child, { signal: "SIGQUIT", graceMs: 5_000 });
       ctx.children.postgres = null;
     }
   } finally {

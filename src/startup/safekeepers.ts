@@ -160,8 +160,8 @@ export async function syncSafekeepers(ctx: StartupContext): Promise<Lsn> {
       for await (const l of child.stdoutLines()) stdout.push(l);
     })();
     const relay = relayPostgresLog(child.stderrLines());
-    status = await child.exited;
-    await Promise.all([collect, relay]);
+    // One await for all three, so a failing pipe read is never an unhandled rejection.
+    [status] = await Promise.all([child.exited, collect, relay]);
   } finally {
     ctx.children.syncSafekeepers = null;
   }

@@ -46,7 +46,7 @@ export function testContext(
     log,
     runner,
     runAs: null,
-    children: { postgres: null, syncSafekeepers: null },
+    children: { postgres: null, syncSafekeepers: null, tools: new Set() },
     sleep: async (ms) => {
       sleeps.push(ms);
     },

@@ -104,6 +104,7 @@ export class ComputeStateStore {
 
   /** Startup failure: keeps the error chain for /status, then `failed`. */
   setFailedStatus(err: unknown): boolean {
+    if (!canTransition(this.snapshot.status, "failed")) return this.setStatus("failed");
     this.replace({ error: errorChain(err) });
     return this.setStatus("failed");
   }

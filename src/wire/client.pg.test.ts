@@ -1,5 +1,6 @@
 // The client against a real PostgreSQL 15 started for this file: auth methods, errors
 // with SQLSTATE, large COPY streams, errors mid-copy, backpressure and aborts.
+
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   chownSync,
@@ -14,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { TimeoutError } from "../errors.ts";
+import { TEST_PG_BIN_DIR } from "../testing/pg.ts";
 import {
   COPY_HIGH_WATER_BYTES,
   type ConnectOptions,
@@ -22,7 +24,7 @@ import {
   PgWireError,
 } from "./client.ts";
 
-const PG_BIN = "/usr/lib/postgresql/15/bin";
+const PG_BIN = TEST_PG_BIN_DIR;
 
 async function waitFor(
   what: string,

@@ -1,5 +1,5 @@
 // A compute started from the built binary against the dev stand-ins.
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -9,23 +9,13 @@ import {
 } from "../../src/dev/environment.ts";
 import { resolveRunAs } from "../../src/process/user.ts";
 import { bearer, makeTestKeys } from "../../src/testing/jwt.ts";
+import { TEST_PG_BIN_DIR } from "../../src/testing/pg.ts";
 import { postmasterPids } from "../../src/testing/procs.ts";
 import { loopbackPostgresConf, minimalSpecJson } from "../../src/testing/specs.ts";
 import { GiveUp } from "../../src/testing/until.ts";
 import { freePort, type Started, startBinary, waitUntil, writeJson } from "./binary.ts";
 
-export const PG_BIN_DIR = (() => {
-  const dirs = existsSync("/usr/lib/postgresql")
-    ? readdirSync("/usr/lib/postgresql")
-        .filter((v) => existsSync(`/usr/lib/postgresql/${v}/bin/postgres`))
-        .sort((a, b) => Number(b) - Number(a))
-    : [];
-  if (!dirs[0])
-    throw new Error(
-      "no PostgreSQL server binaries under /usr/lib/postgresql: apt-get install postgresql",
-    );
-  return `/usr/lib/postgresql/${dirs[0]}/bin`;
-})();
+export const PG_BIN_DIR = TEST_PG_BIN_DIR;
 
 export const RUN_AS = resolveRunAs();
 
