@@ -86,7 +86,15 @@ export class ComputeNode {
   }
 
   apiContext(): ApiContext {
-    return { store: this.store, log: this.log, computeId: this.params.computeId };
+    return {
+      store: this.store,
+      log: this.log,
+      computeId: this.params.computeId,
+      forwardTermination: () => {
+        this.children.syncSafekeepers?.kill("SIGTERM");
+        this.children.postgres?.kill("SIGINT");
+      },
+    };
   }
 
   /** What any phase that runs postgres or its tools needs. */

@@ -10,6 +10,8 @@ export interface ApiContext {
   store: ComputeStateStore;
   log: Logger;
   computeId: string;
+  /** Upstream forward_termination_signal: SIGTERM to sync-safekeepers, SIGINT to postgres. */
+  forwardTermination: () => void;
 }
 
 export type HttpMethod = "GET" | "POST" | "DELETE";

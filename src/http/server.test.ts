@@ -3,14 +3,21 @@ import { ConfigError, InvalidStatusError } from "../errors.ts";
 import { memoryLogger } from "../log.ts";
 import { COMPUTE_METRICS_FIELDS } from "../state/metrics.ts";
 import { ComputeStateStore } from "../state/store.ts";
+import { until } from "../testing/until.ts";
 import type { Route } from "./route.ts";
 import { buildApp, EXTERNAL_ROUTES, listen } from "./server.ts";
 
 function setup(extra: Route[] = []) {
   const { log, lines } = memoryLogger();
   const store = new ComputeStateStore({ log, now: () => 1_700_000_000_123_456_789n });
-  const app = buildApp([...EXTERNAL_ROUTES, ...extra], { store, log, computeId: "compute-1" });
-  return { app, store, lines };
+  const forwarded: string[] = [];
+  const app = buildApp([...EXTERNAL_ROUTES, ...extra], {
+    store,
+    log,
+    computeId: "compute-1",
+    forwardTermination: () => forwarded.push("forwarded"),
+  });
+  return { app, store, lines, forwarded };
 }
 
 describe("GET /status", () => {
@@ -164,5 +171,73 @@ describe("listen errors", () => {
     } finally {
       holder.stop(true);
     }
+  });
+});
+
+describe("POST /terminate", () => {
+  test("running → termination_pending_immediate → (main flow) terminated: 200 with the LSN; repeat: 201", async () => {
+    const { app, store, forwarded } = setup();
+    store.setStatus("init");
+    store.setStatus("running");
+    const res = app.request("/terminate?mode=immediate", { method: "POST" });
+    await store.waitForStatus(["termination_pending_immediate"], {
+      deadline: performance.now() + 2000,
+    });
+    expect(forwarded).toEqual(["forwarded"]);
+    // What run() does once postgres is gone: the shutdown sync's LSN, then terminated.
+    store.update({ terminateFlushLsn: 0x16b5ba8n });
+    store.setStatus("terminated");
+    const r = await res;
+    expect(r.status).toBe(200);
+    expect(await r.json()).toEqual({ lsn: "0/16B5BA8" });
+    const again = await app.request("/terminate", { method: "POST" });
+    expect(again.status).toBe(201);
+    expect(await again.json()).toEqual({ lsn: "0/16B5BA8" });
+  });
+
+  test("no query string means fast; a replica's answer has a null LSN", async () => {
+    const { app, store } = setup();
+    const res = app.request("/terminate", { method: "POST" });
+    await store.waitForStatus(["termination_pending_fast"], { deadline: performance.now() + 2000 });
+    store.setStatus("terminated");
+    expect(await (await res).json()).toEqual({ lsn: null });
+  });
+
+  test.each(["init", "configuration_pending", "failed"] as const)("412 in %s", async (status) => {
+    const { app, store } = setup();
+    if (status === "init" || status === "failed") store.setStatus("init");
+    if (status === "failed") store.setStatus("failed");
+    if (status === "configuration_pending") store.setStatus("configuration_pending");
+    const res = await app.request("/terminate", { method: "POST" });
+    expect(res.status).toBe(412);
+    expect(await res.json()).toEqual({
+      error: `invalid compute status: ${status.replaceAll("_", "-")}`,
+    });
+  });
+
+  test.each([
+    [
+      "?mode=slow",
+      "failed to deserialize query string: mode: unknown variant `slow`, expected `fast` or `immediate`",
+    ],
+    ["?", "failed to deserialize query string: missing field `mode`"],
+    ["?other=1", "failed to deserialize query string: missing field `mode`"],
+  ])("bad query %s: 400, nothing changed", async (query, message) => {
+    const { app, store } = setup();
+    const res = await app.request(`/terminate${query}`, { method: "POST" });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: message });
+    expect(store.status).toBe("empty");
+  });
+
+  test("a client that goes away leaves no waiter behind", async () => {
+    const { app, store } = setup();
+    const ac = new AbortController();
+    const res = app.request("/terminate", { method: "POST", signal: ac.signal });
+    await store.waitForStatus(["termination_pending_fast"], { deadline: performance.now() + 2000 });
+    expect(store.pendingWaiters).toBe(1);
+    ac.abort();
+    await Promise.resolve(res).catch(() => undefined);
+    await until("the waiter to go", () => store.pendingWaiters === 0, 2000);
   });
 });

@@ -10,8 +10,9 @@ import type { ApiContext, HonoEnv, Route } from "./route.ts";
 import { metricsRoute } from "./routes/metrics.ts";
 import { metricsJsonRoute } from "./routes/metrics-json.ts";
 import { statusRoute } from "./routes/status.ts";
+import { terminateRoute } from "./routes/terminate.ts";
 
-export const EXTERNAL_ROUTES: readonly Route[] = [statusRoute, metricsJsonRoute];
+export const EXTERNAL_ROUTES: readonly Route[] = [statusRoute, metricsJsonRoute, terminateRoute];
 
 /** The external server's routes, with the ones that need the process's registry. */
 export function externalRoutes(metricsRegistry: { render(): string }): Route[] {

@@ -8,7 +8,7 @@ import {
   startDevEnvironment,
 } from "../../src/dev/environment.ts";
 import { resolveRunAs } from "../../src/process/user.ts";
-import { bearer, makeTestKeys } from "../../src/testing/jwt.ts";
+import { bearer, makeTestKeys, type TestKeys } from "../../src/testing/jwt.ts";
 import { TEST_PG_BIN_DIR } from "../../src/testing/pg.ts";
 import { postmasterPids } from "../../src/testing/procs.ts";
 import { loopbackPostgresConf, minimalSpecJson } from "../../src/testing/specs.ts";
@@ -34,6 +34,10 @@ export interface ComputeUnderTest {
   pgdata: string;
   status(): Promise<Record<string, unknown>>;
   metrics(): Promise<Record<string, number>>;
+  /** A request to the external API with the compute's token (or the given headers). */
+  request(method: string, path: string, headers?: Record<string, string>): Promise<Response>;
+  /** The keys in the compute's JWKS, to sign other tokens (e.g. the admin scope). */
+  keys: TestKeys;
   waitForStatus(want: string[], timeoutMs?: number): Promise<Record<string, unknown>>;
   psql(sql: string, db?: string): Promise<{ code: number; out: string; err: string }>;
   /** Stops compute_ctl (SIGTERM unless said) and the stand-ins; checks no postgres of ours is left. */
@@ -119,6 +123,9 @@ export async function startCompute(
     pgdata,
     status,
     metrics: () => get("/metrics.json") as Promise<Record<string, number>>,
+    request: (method, path, headers) =>
+      fetch(`http://127.0.0.1:${ext}${path}`, { method, headers: headers ?? bearer(token) }),
+    keys,
     waitForStatus: (want, timeoutMs = 30_000) =>
       waitUntil(
         `status in ${want.join("|")}`,

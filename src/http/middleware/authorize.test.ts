@@ -499,7 +499,7 @@ describe("through buildApp", () => {
     ];
     const app = buildApp(
       routes,
-      { store, log, computeId: COMPUTE_ID },
+      { store, log, computeId: COMPUTE_ID, forwardTermination: () => {} },
       {
         authorize: authorize({ jwks: { keys: [ed1.publicJwk] }, computeId: COMPUTE_ID, log }),
       },

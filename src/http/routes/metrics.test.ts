@@ -16,7 +16,7 @@ function setup() {
   const store = new ComputeStateStore({ log, onStatus: (s) => registry.setStatus(s) });
   const app = buildApp(
     [metricsRoute(registry)],
-    { store, log, computeId: "compute-1" },
+    { store, log, computeId: "compute-1", forwardTermination: () => {} },
     { authorize: denyAll },
   );
   return { app, store, registry };
@@ -74,7 +74,12 @@ describe("GET /metrics", () => {
         throw new Error("encoding failed");
       },
     };
-    const app = buildApp([metricsRoute(broken)], { store, log, computeId: "c" });
+    const app = buildApp([metricsRoute(broken)], {
+      store,
+      log,
+      computeId: "c",
+      forwardTermination: () => {},
+    });
     const res = await app.request("/metrics");
     expect(res.status).toBe(500);
     expect(await res.json()).toEqual({ error: "encoding failed" });
