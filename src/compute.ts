@@ -183,6 +183,7 @@ export class ComputeNode {
       if (!cliSpec) this.enterInit();
       try {
         const started = await this.deps.startCompute(this.startupContext(pspec));
+        this.startConfigurator();
         const status = await started.postgres.exited;
         exitCode = status.code;
         this.log.info(`Postgres exited with code ${shellExitCode(status)}, shutting down`);
@@ -211,6 +212,25 @@ export class ComputeNode {
     await this.sleep(delayExit ? EXIT_DELAY_AFTER_FAILURE_MS : EXIT_DELAY_MS);
     await this.stopListening();
     return exitCode ?? 1;
+  }
+
+  /**
+   * The configurator takes later specs from /configure (upstream starts it
+   * during start_compute; the first spec of an empty compute is the main flow's).
+   */
+  private startConfigurator(): void {
+    void (async () => {
+      const [{ startConfigurator }, { reconfigure }] = await Promise.all([
+        import("./background/configurator.ts"),
+        import("./background/reconfigure.ts"),
+      ]);
+      await startConfigurator({
+        store: this.store,
+        log: this.log,
+        signal: this.shutdownSignal,
+        reconfigure: (pspec) => reconfigure(this.startupContext(pspec)),
+      });
+    })().catch((e) => this.log.error(`configurator: ${errorChain(e)}`));
   }
 
   private enterInit(): void {

@@ -7,12 +7,18 @@ import type { Logger } from "../log.ts";
 import { requestId } from "./middleware/request-id.ts";
 import { emptyResponse, responseForError } from "./respond.ts";
 import type { ApiContext, HonoEnv, Route } from "./route.ts";
+import { configureRoute } from "./routes/configure.ts";
 import { metricsRoute } from "./routes/metrics.ts";
 import { metricsJsonRoute } from "./routes/metrics-json.ts";
 import { statusRoute } from "./routes/status.ts";
 import { terminateRoute } from "./routes/terminate.ts";
 
-export const EXTERNAL_ROUTES: readonly Route[] = [statusRoute, metricsJsonRoute, terminateRoute];
+export const EXTERNAL_ROUTES: readonly Route[] = [
+  statusRoute,
+  metricsJsonRoute,
+  configureRoute,
+  terminateRoute,
+];
 
 /** The external server's routes, with the ones that need the process's registry. */
 export function externalRoutes(metricsRegistry: { render(): string }): Route[] {

@@ -28,6 +28,8 @@ export function workDir(prefix: string): { dir: string; cleanup: () => void } {
 
 export interface ComputeUnderTest {
   env: DevEnvironment;
+  /** The spec built for this compute (in the config file unless started `empty`). */
+  spec: Record<string, unknown>;
   child: Started;
   pgPort: number;
   ext: number;
@@ -53,6 +55,8 @@ export interface StartOptions {
   realPgbin?: boolean;
   /** Command prefix for the binary, e.g. `unshare --pid --fork --mount-proc`. */
   prefix?: string[];
+  /** Start with `spec: null` (a pooled compute waiting for /configure). */
+  empty?: boolean;
 }
 
 export async function startCompute(
@@ -86,7 +90,7 @@ export async function startCompute(
   const keys = await makeTestKeys();
   const token = await keys.sign({ compute_id: name });
   const config = writeJson(join(root, `${name}-config.json`), {
-    spec,
+    spec: opts.empty ? null : spec,
     compute_ctl_config: { jwks: keys.jwks },
   });
   const child = startBinary(
@@ -117,6 +121,7 @@ export async function startCompute(
   const status = () => get("/status") as Promise<Record<string, unknown>>;
   return {
     env,
+    spec,
     child,
     pgPort,
     ext,
