@@ -72,6 +72,7 @@ describe("defaults", () => {
       pgInitTimeout: undefined,
       lakebaseMode: false,
       pgUser: "postgres",
+      internalHttpHost: "localhost",
     });
   });
 
@@ -210,6 +211,11 @@ describe("every flag, long, short and = forms", () => {
     ["--pg-init-timeout", [...base(), "--pg-init-timeout", "5"], { pgInitTimeout: 5 }],
     ["--pg-init-timeout=", [...base(), "--pg-init-timeout=+7"], { pgInitTimeout: 7 }],
     ["--pg-user (ours)", [...base(), "--pg-user", "pguser"], { pgUser: "pguser" }],
+    [
+      "--internal-http-host (ours)",
+      [...base(), "--internal-http-host", "::"],
+      { internalHttpHost: "::" },
+    ],
     ["--lakebase-mode true", [...base(), "--lakebase-mode", "true"], { lakebaseMode: true }],
     ["--lakebase-mode false", [...base(), "--lakebase-mode", "false"], { lakebaseMode: false }],
     ["--lakebase-mode=true", [...base(), "--lakebase-mode=true"], { lakebaseMode: true }],
@@ -231,8 +237,8 @@ describe("every flag, long, short and = forms", () => {
     const names = Object.keys(computeCtlCommand.args ?? {});
     const covered = new Set(rows.map(([label]) => label.split(/[ =]/)[0]));
     for (const name of names) expect(covered.has(`--${name}`)).toBe(true);
-    // Upstream's 20 flags plus our --pg-user.
-    expect(names).toHaveLength(21);
+    // Upstream's 20 flags plus our --pg-user and --internal-http-host.
+    expect(names).toHaveLength(22);
   });
 });
 

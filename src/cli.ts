@@ -141,6 +141,16 @@ const FLAGS = {
     kind: "seconds",
     description: "Lakebase: seconds to wait for Postgres to start (effective default 60)",
   },
+  // Ours: the internal server has no authorization, so by default it answers on
+  // loopback only (upstream binds [::]); `--internal-http-host ::` restores that.
+  "internal-http-host": {
+    type: "string",
+    kind: "string",
+    default: "localhost",
+    valueHint: "ADDR",
+    description:
+      "Ours: address of the internal HTTP server; 'localhost' = 127.0.0.1 and ::1, '::' = every interface (upstream)",
+  },
   // Ours, not upstream's: when compute_ctl runs as root, postgres and the tools
   // next to it run as this user (postgres refuses to run as root).
   "pg-user": {
@@ -206,6 +216,8 @@ export interface CliOptions {
   lakebaseMode: boolean;
   /** Ours: the user postgres runs as when we are root. */
   pgUser: string;
+  /** Ours: where the internal server listens ("localhost" means 127.0.0.1 and ::1). */
+  internalHttpHost: string;
 }
 
 export type CliResult =
@@ -514,6 +526,7 @@ function resolve(given: Given, env: Env): CliOptions {
     pgInitTimeout: opt("pg-init-timeout", parseSeconds),
     lakebaseMode,
     pgUser: req("pg-user"),
+    internalHttpHost: req("internal-http-host"),
   };
 }
 

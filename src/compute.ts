@@ -7,7 +7,14 @@ import type { CliOptions } from "./cli.ts";
 import { errorChain, errorMessage } from "./errors.ts";
 import { authorize } from "./http/middleware/authorize.ts";
 import type { ApiContext } from "./http/route.ts";
-import { buildApp, externalRoutes, INTERNAL_ROUTES, type Listener, listen } from "./http/server.ts";
+import {
+  buildApp,
+  externalRoutes,
+  INTERNAL_ROUTES,
+  type Listener,
+  LOOPBACK,
+  listen,
+} from "./http/server.ts";
 import type { Logger } from "./log.ts";
 import { ComputeCtlMetrics } from "./metrics/registry.ts";
 import {
@@ -130,7 +137,13 @@ export class ComputeNode {
         "external",
         this.log,
       ),
-      listen(buildApp(INTERNAL_ROUTES, ctx), this.params.internalHttpPort, "internal", this.log),
+      listen(
+        buildApp(INTERNAL_ROUTES, ctx),
+        this.params.internalHttpPort,
+        "internal",
+        this.log,
+        this.params.internalHttpHost === "localhost" ? LOOPBACK : [this.params.internalHttpHost],
+      ),
     );
   }
 

@@ -1,11 +1,12 @@
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { ConfigError, InvalidStatusError } from "../errors.ts";
 import { memoryLogger } from "../log.ts";
 import { COMPUTE_METRICS_FIELDS } from "../state/metrics.ts";
 import { ComputeStateStore } from "../state/store.ts";
 import { until } from "../testing/until.ts";
 import type { Route } from "./route.ts";
-import { buildApp, EXTERNAL_ROUTES, listen } from "./server.ts";
+import { ALL_INTERFACES, buildApp, EXTERNAL_ROUTES, LOOPBACK, listen } from "./server.ts";
 
 function setup(extra: Route[] = []) {
   const { log, lines } = memoryLogger();
@@ -239,5 +240,46 @@ describe("POST /terminate", () => {
     ac.abort();
     await Promise.resolve(res).catch(() => undefined);
     await until("the waiter to go", () => store.pendingWaiters === 0, 2000);
+  });
+});
+
+describe("listen addresses", () => {
+  /** Local addresses (hex, as in /proc/net/tcp{,6}) of listening sockets on `port`. */
+  function listeningAddresses(port: number): string[] {
+    const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+    const out: string[] = [];
+    for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+      for (const line of readFileSync(file, "utf8").split("\n").slice(1)) {
+        const [, local, , state] = line.trim().split(/\s+/);
+        if (state === "0A" && local?.endsWith(`:${hexPort}`)) out.push(local.split(":")[0] ?? "");
+      }
+    }
+    return out.sort();
+  }
+
+  test("loopback only: 127.0.0.1 and ::1, nothing on every interface", async () => {
+    const { app } = setup();
+    const { log } = memoryLogger();
+    const l = listen(app, 0, "internal", log, LOOPBACK);
+    try {
+      expect(l.hostnames).toEqual(["127.0.0.1", "::1"]);
+      for (const host of ["127.0.0.1", "[::1]"]) {
+        expect((await fetch(`http://${host}:${l.port}/nope`)).status).toBe(404);
+      }
+      expect(listeningAddresses(l.port)).toEqual(["00000000000000000000000001000000", "0100007F"]);
+    } finally {
+      await l.stop();
+    }
+  });
+
+  test("every interface (upstream): one dual-stack socket on ::", async () => {
+    const { app } = setup();
+    const { log } = memoryLogger();
+    const l = listen(app, 0, "internal", log, ALL_INTERFACES);
+    try {
+      expect(listeningAddresses(l.port)).toEqual(["00000000000000000000000000000000"]);
+    } finally {
+      await l.stop();
+    }
   });
 });

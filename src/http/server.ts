@@ -62,28 +62,50 @@ export function buildApp(
 
 export interface Listener {
   readonly port: number;
-  readonly hostname: string;
+  /** The addresses actually bound. */
+  readonly hostnames: readonly string[];
   stop(): Promise<void>;
 }
 
+/** Every interface, dual stack (upstream binds both servers like this). */
+export const ALL_INTERFACES = ["::"] as const;
+/** Loopback only, IPv4 and IPv6 (our default for the unauthenticated internal server). */
+export const LOOPBACK = ["127.0.0.1", "::1"] as const;
+
 /**
- * Listens on `[::]:port`; only where the host has no IPv6 (some containers)
- * falls back to 0.0.0.0. Any other failure (port in use, ...) is an error that
- * names the server and the port.
+ * Listens on `port` at each of `hostnames` (the first bind fixes the port when
+ * it is 0). An IPv6 address the host cannot bind (no IPv6 in some containers)
+ * is skipped with a warning, `::` then becoming 0.0.0.0; any other failure
+ * (port in use, ...) is an error naming the server and the port.
  */
-export function listen(app: Hono<HonoEnv>, port: number, name: string, log: Logger): Listener {
-  const serve = (hostname: string) =>
-    Bun.serve({ port, hostname, fetch: app.fetch, development: false });
-  let server: ReturnType<typeof serve>;
+export function listen(
+  app: Hono<HonoEnv>,
+  port: number,
+  name: string,
+  log: Logger,
+  hostnames: readonly string[] = ALL_INTERFACES,
+): Listener {
+  const servers: ReturnType<typeof Bun.serve>[] = [];
+  let bound = port;
+  const serve = (hostname: string) => {
+    const server = Bun.serve({ port: bound, hostname, fetch: app.fetch, development: false });
+    bound = server.port ?? bound;
+    servers.push(server);
+  };
   try {
-    try {
-      server = serve("::");
-    } catch (e) {
-      if (!noIpv6(e)) throw e;
-      log.warn(`${name} http server: no IPv6 here (${errorMessage(e)}), listening on 0.0.0.0`);
-      server = serve("0.0.0.0");
+    for (const host of hostnames) {
+      try {
+        serve(host);
+      } catch (e) {
+        if (!host.includes(":") || !noIpv6(e)) throw e;
+        log.warn(
+          `${name} http server: no IPv6 here (${errorMessage(e)}); not listening on ${host}`,
+        );
+        if (host === "::") serve("0.0.0.0");
+      }
     }
   } catch (e) {
+    for (const s of servers) s.stop(true);
     throw new ComputeCtlError(
       `${name} http server: cannot listen on port ${port}: ${errorMessage(e)}`,
       {
@@ -91,11 +113,14 @@ export function listen(app: Hono<HonoEnv>, port: number, name: string, log: Logg
       },
     );
   }
-  log.info(`${name} http server listening on ${server.hostname}:${server.port}`);
+  const names = servers.map((s) => s.hostname ?? "?");
+  log.info(`${name} http server listening on port ${bound} at ${names.join(", ")}`);
   return {
-    port: server.port ?? port,
-    hostname: server.hostname ?? "::",
-    stop: () => server.stop(true),
+    port: bound,
+    hostnames: names,
+    stop: async () => {
+      await Promise.all(servers.map((s) => s.stop(true)));
+    },
   };
 }
 
