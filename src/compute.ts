@@ -63,6 +63,8 @@ export class ComputeNode {
   private readonly log: Logger;
   private readonly deps: ComputeNodeDeps;
   private readonly shutdownController = new AbortController();
+  /** Ends the configurator and the LSN lease task: on shutdown and when run() returns. */
+  private readonly backgroundController = new AbortController();
   private listeners: Listener[] = [];
 
   /**
@@ -173,8 +175,16 @@ export class ComputeNode {
     return st.pspec;
   }
 
-  /** Upstream run(): returns the process exit code. */
+  /** Upstream run(): returns the process exit code. Background tasks end with it. */
   async run(): Promise<number> {
+    try {
+      return await this.runInner();
+    } finally {
+      this.backgroundController.abort();
+    }
+  }
+
+  private async runInner(): Promise<number> {
     const cliSpec = this.store.state.pspec;
     if (!cliSpec && this.deps.prewarm) {
       try {
@@ -194,6 +204,8 @@ export class ComputeNode {
     let delayExit = false;
     if (pspec) {
       if (!cliSpec) this.enterInit();
+      // Static computes lease their LSN while the basebackup runs (upstream's order).
+      this.startLsnLease();
       try {
         const started = await this.deps.startCompute(this.startupContext(pspec));
         this.startConfigurator();
@@ -240,10 +252,22 @@ export class ComputeNode {
       await startConfigurator({
         store: this.store,
         log: this.log,
-        signal: this.shutdownSignal,
+        signal: this.backgroundSignal,
         reconfigure: (pspec) => reconfigure(this.startupContext(pspec)),
       });
     })().catch((e) => this.log.error(`configurator: ${errorChain(e)}`));
+  }
+
+  private get backgroundSignal(): AbortSignal {
+    return AbortSignal.any([this.shutdownSignal, this.backgroundController.signal]);
+  }
+
+  private startLsnLease(): void {
+    if (this.store.state.pspec?.mode.kind !== "static") return;
+    void (async () => {
+      const { launchLsnLeaseTask } = await import("./background/lsn-lease.ts");
+      await launchLsnLeaseTask({ store: this.store, log: this.log, signal: this.backgroundSignal });
+    })().catch((e) => this.log.error(`lsn lease task: ${errorChain(e)}`));
   }
 
   private enterInit(): void {

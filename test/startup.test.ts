@@ -105,6 +105,14 @@ describe("replica and static", () => {
     try {
       await s.waitForStatus(["running"]);
       expect((await s.psql("show neon.compute_mode")).out).toBe("static");
+      // The LSN lease task leases the static LSN from the pageserver.
+      await waitUntil("a lease request", () =>
+        s.env.pageserver.requests.find((r) => r.command.startsWith("lease lsn")),
+      );
+      const lease = s.env.pageserver.requests.find((r) => r.command.startsWith("lease lsn"));
+      expect(lease?.command).toBe(
+        `lease lsn ${s.env.tenantId} ${s.env.timelineId} ${formatLsn(s.env.template.checkpointLsnValue)} `,
+      );
       const bb = s.env.pageserver.requests.find((r) => r.command.startsWith("basebackup"));
       expect(bb?.command).toBe(
         `basebackup ${s.env.tenantId} ${s.env.timelineId} ${formatLsn(s.env.template.checkpointLsnValue)} --gzip --replica`,

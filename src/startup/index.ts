@@ -40,8 +40,6 @@ export function unsupportedSpecFeatures(spec: StartupContext["pspec"]["spec"]): 
     if (value !== null && value !== undefined)
       warnings.push(`spec field ${what} is not supported by this build yet; ignored`);
   }
-  if (spec.mode.kind === "static")
-    warnings.push("LSN leases for static computes are not supported by this build yet");
   const level = spec.audit_log_level;
   const fatal =
     level === "Hipaa" || level === "Extended" || level === "Full"
