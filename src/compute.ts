@@ -181,6 +181,9 @@ export class ComputeNode {
       return await this.runInner();
     } finally {
       this.backgroundController.abort();
+      // A /terminate that arrived after the cleanup looked at the status still gets its answer.
+      if (this.store.status.startsWith("termination_pending")) this.store.setStatus("terminated");
+      await this.stopListening();
     }
   }
 
@@ -210,6 +213,8 @@ export class ComputeNode {
         const started = await this.deps.startCompute(this.startupContext(pspec));
         this.startConfigurator();
         const status = await started.postgres.exited;
+        // No reconfiguration of a postmaster that is gone.
+        this.backgroundController.abort();
         exitCode = status.code;
         this.log.info(`Postgres exited with code ${shellExitCode(status)}, shutting down`);
       } catch (e) {
@@ -253,7 +258,8 @@ export class ComputeNode {
         store: this.store,
         log: this.log,
         signal: this.backgroundSignal,
-        reconfigure: (pspec) => reconfigure(this.startupContext(pspec)),
+        reconfigure: (pspec) =>
+          reconfigure({ ...this.startupContext(pspec), signal: this.backgroundSignal }),
       });
     })().catch((e) => this.log.error(`configurator: ${errorChain(e)}`));
   }
@@ -323,10 +329,12 @@ export class ComputeNode {
     forward(this.children.postgres, "SIGINT");
     if (waits.length === 0) return;
     const all = Promise.all(waits);
-    const timedOut = await Promise.race([
-      all.then(() => false),
-      this.sleep(SIGNAL_CHILD_GRACE_MS).then(() => true),
-    ]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), SIGNAL_CHILD_GRACE_MS);
+    });
+    const timedOut = await Promise.race([all.then(() => false), grace]);
+    clearTimeout(timer);
     if (timedOut) {
       this.log.warn(`children did not exit within ${SIGNAL_CHILD_GRACE_MS} ms; killing them`);
       this.killChildren();

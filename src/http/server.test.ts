@@ -283,3 +283,28 @@ describe("listen addresses", () => {
     }
   });
 });
+
+describe("long requests", () => {
+  // /configure and /terminate wait for the compute; Bun.serve's default idle
+  // timeout (10 s) would reset them.
+  test("a handler slower than 10 s still gets its answer delivered", async () => {
+    const slow: Route = {
+      method: "POST",
+      path: "/slow",
+      auth: false,
+      handler: async () => {
+        await Bun.sleep(10_500);
+        return new Response("done");
+      },
+    };
+    const { app } = setup([slow]);
+    const { log } = memoryLogger();
+    const l = listen(app, 0, "external", log, LOOPBACK);
+    try {
+      const res = await fetch(`http://127.0.0.1:${l.port}/slow`, { method: "POST" });
+      expect(await res.text()).toBe("done");
+    } finally {
+      await l.stop();
+    }
+  }, 30_000);
+});

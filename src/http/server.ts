@@ -88,7 +88,15 @@ export function listen(
   const servers: ReturnType<typeof Bun.serve>[] = [];
   let bound = port;
   const serve = (hostname: string) => {
-    const server = Bun.serve({ port: bound, hostname, fetch: app.fetch, development: false });
+    const server = Bun.serve({
+      port: bound,
+      hostname,
+      fetch: app.fetch,
+      development: false,
+      // /configure and /terminate block until the compute gets there (upstream
+      // has no server-side timeout); Bun's default would cut them off at 10 s.
+      idleTimeout: 0,
+    });
     bound = server.port ?? bound;
     servers.push(server);
   };
