@@ -137,7 +137,7 @@ export async function startCompute(
         async () => {
           if (child.proc.exitCode !== null)
             throw new GiveUp(
-              `compute_ctl exited ${child.proc.exitCode}: ${child.stderr().slice(-2000)}`,
+              `compute_ctl exited ${child.proc.exitCode}: ${interestingLog(child.stderr())}`,
             );
           const s = await status();
           return want.includes(String(s.status)) ? s : undefined;
@@ -185,4 +185,13 @@ export async function startCompute(
 /** Pids of live postmasters whose command line names `pgdata`. */
 export function postgresPids(pgdata: string): number[] {
   return postmasterPids((a) => a === pgdata);
+}
+
+/** compute_ctl's log without the access-log lines the polling itself causes. */
+export function interestingLog(stderr: string): string {
+  return stderr
+    .split("\n")
+    .filter((l) => !/ (GET|HEAD) \/(status|metrics)/.test(l))
+    .slice(-40)
+    .join("\n");
 }
