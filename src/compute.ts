@@ -227,8 +227,10 @@ export class ComputeNode {
         delayExit = (await this.cleanupAfterPostgresExit(pspec)) || delayExit;
       } catch (e) {
         this.log.error(`cleanup after postgres exit failed: ${errorChain(e)}`);
-        await this.stopListening();
-        return 1;
+        // Upstream exits at once here; after a failed start we still give the
+        // control plane its 30 s to read the startup error from /status.
+        if (!delayExit) return 1;
+        exitCode = null;
       }
     } else if (this.store.status.startsWith("termination_pending")) {
       // Ours: /terminate on an empty compute ends it (upstream hangs here).

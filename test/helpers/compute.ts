@@ -114,7 +114,11 @@ export async function startCompute(
     opts.prefix,
   );
   const get = async (path: string) => {
-    const res = await fetch(`http://127.0.0.1:${ext}${path}`, { headers: bearer(token) });
+    // Bounded, so one stuck request cannot hide the compute's state from the poll loop.
+    const res = await fetch(`http://127.0.0.1:${ext}${path}`, {
+      headers: bearer(token),
+      signal: AbortSignal.timeout(5000),
+    });
     if (!res.ok) throw new Error(`${path}: ${res.status}`);
     return res.json();
   };
