@@ -147,7 +147,12 @@ export async function startCompute(
           return want.includes(String(s.status)) ? s : undefined;
         },
         timeoutMs,
-      ),
+      ).catch((e: unknown) => {
+        // Say what compute_ctl was doing, not only what the poll saw.
+        throw new Error(
+          `${e instanceof Error ? e.message : String(e)}\ncompute_ctl log:\n${interestingLog(child.stderr())}`,
+        );
+      }),
     psql: async (sql, db = "postgres") => {
       const p = Bun.spawn(
         [
