@@ -30,6 +30,8 @@ export async function until<T>(
     try {
       const v = await check();
       if (v !== undefined && v !== false) return v;
+      // The check ran: an error from an earlier poll no longer explains the wait.
+      last = undefined;
     } catch (e) {
       if (!opts.retryErrors || e instanceof GiveUp) throw e;
       last = e;

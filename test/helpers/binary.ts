@@ -86,11 +86,20 @@ export function waitUntil<T>(
   return until(what, fn, { timeoutMs, intervalMs: 20, retryErrors: true });
 }
 
+/** Ports handed out in this process: the kernel may offer a just-released one again. */
+const handedOut = new Set<number>();
+
+/** A free port, never one this process was given before (e.g. postgres's and the API's). */
 export async function freePort(): Promise<number> {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
+  for (;;) {
+    const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = s.port;
+    s.stop(true);
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export function tempDir(prefix = "compute-ctl-test-"): { dir: string; cleanup: () => void } {
