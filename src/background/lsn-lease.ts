@@ -7,7 +7,6 @@
 
 import { ComputeCtlError, errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { parsePageserverConnstr } from "../spec/connstr.ts";
 import {
   formatTenantShardId,
   type TenantId,
@@ -18,7 +17,8 @@ import { formatLsn, type Lsn } from "../spec/lsn.ts";
 import type { ParsedSpec } from "../spec/parsed-spec.ts";
 import type { PageserverConnectionInfo } from "../spec/schema.ts";
 import type { ComputeState, ComputeStateStore } from "../state/store.ts";
-import { connect, type PgClient } from "../wire/client.ts";
+import type { PgClient } from "../wire/client.ts";
+import { connectConnstr } from "../wire/connect-connstr.ts";
 
 export const LEASE_FIRST_RETRY_MS = 500;
 export const LEASE_MAX_RETRY_MS = 60_000;
@@ -98,23 +98,11 @@ export function combineLeases(results: readonly LeaseResult[]): LeaseResult {
 
 /** Sends `lease lsn` to one pageserver; rejects on any connection or protocol error. */
 export async function acquireLeaseLibpq(req: LeaseRequest): Promise<LeaseResult> {
-  const conn = parsePageserverConnstr(req.url);
-  const user = conn.user ?? "no_user";
-  // Only what the URL itself carries: upstream adds no application_name or options.
-  const params: Record<string, string> = {};
-  if (conn.options !== undefined) params.options = conn.options;
-  const appName = conn.extra.application_name;
-  if (appName !== undefined) params.application_name = appName;
-  const password = req.password ?? conn.password;
   let client: PgClient | undefined;
   try {
-    client = await connect({
-      host: conn.host,
-      port: conn.port,
-      user,
-      database: conn.dbname ?? user,
-      ...(password === undefined ? {} : { password }),
-      params,
+    // Only what the URL itself carries: upstream adds no application_name or options.
+    client = await connectConnstr(req.url, {
+      password: req.password,
       signal: req.signal,
       connectTimeoutMs: LEASE_CONNECT_TIMEOUT_MS,
     });

@@ -6,11 +6,11 @@
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { ComputeCtlError, errorMessage } from "../errors.ts";
-import { parsePageserverConnstr } from "../spec/connstr.ts";
 import { formatLsn, type Lsn } from "../spec/lsn.ts";
 import { type ParsedSpec, shardUrl } from "../spec/parsed-spec.ts";
 import { computeModeTypeStr } from "../spec/schema.ts";
-import { connect, type PgClient } from "../wire/client.ts";
+import type { PgClient } from "../wire/client.ts";
+import { connectConnstr } from "../wire/connect-connstr.ts";
 import { countBytes, gunzip } from "../wire/gunzip.ts";
 import { extractTar } from "../wire/untar.ts";
 import type { StartupContext } from "./context.ts";
@@ -50,17 +50,11 @@ export async function tryGetBasebackup(ctx: StartupContext, lsn: Lsn): Promise<v
     );
   }
   const started = performance.now();
-  const conn = parsePageserverConnstr(shardUrl(pspec.pageserver_conninfo, 0, "libpq"));
-  const user = conn.user ?? "no_user";
   let client: PgClient | undefined;
   try {
-    client = await connect({
-      host: conn.host,
-      port: conn.port,
-      user,
-      database: conn.dbname ?? user,
+    client = await connectConnstr(shardUrl(pspec.pageserver_conninfo, 0, "libpq"), {
       // The storage token replaces any password of the URL (pageserver JWT auth).
-      password: pspec.storage_auth_token ?? conn.password,
+      password: pspec.storage_auth_token,
       params: {
         application_name: "compute_ctl",
         options: `-c neon.compute_mode=${computeModeTypeStr(pspec.mode)}`,
