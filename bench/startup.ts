@@ -14,7 +14,7 @@ import { type DevEnvironment, startDevEnvironment } from "../src/dev/environment
 import { identityEnv, resolveRunAs } from "../src/process/user.ts";
 import { postmasterPidSaysReady } from "../src/startup/postgres.ts";
 import { bearer, makeTestKeys } from "../src/testing/jwt.ts";
-import { loopbackPostgresConf, minimalSpecJson } from "../src/testing/specs.ts";
+import { computeArgv, loopbackPostgresConf, minimalSpecJson } from "../src/testing/specs.ts";
 import { connect } from "../src/wire/client.ts";
 import { gunzip } from "../src/wire/gunzip.ts";
 import { type Started, startBinary } from "../test/helpers/binary.ts";
@@ -131,22 +131,17 @@ async function oneOurs(): Promise<OursSample> {
     );
     const status = `http://127.0.0.1:${ext}/status`;
     const t0 = now();
-    child = startBinary([
-      "-D",
-      pgdata,
-      "-C",
-      `postgresql://cloud_admin@127.0.0.1:${pgPort}/postgres`,
-      "-i",
-      "bench",
-      "-b",
-      env.pgbin.postgres,
-      "-c",
-      config,
-      "--external-http-port",
-      String(ext),
-      "--internal-http-port",
-      String(int),
-    ]);
+    child = startBinary(
+      computeArgv({
+        pgdata,
+        pgPort,
+        computeId: "bench",
+        pgbin: env.pgbin.postgres,
+        config,
+        externalPort: ext,
+        internalPort: int,
+      }),
+    );
     current = child;
     let firstStatus = Number.NaN;
     let pgReady = Number.NaN;
@@ -333,5 +328,5 @@ console.log(`
 Where it goes (p50s):
 - before the basebackup: ${fmt(p50(ours.map((s) => s.running - (s.metrics.total_startup_ms ?? 0))))} ms from exec until compute_ctl's own clock starts (wall − total_startup_ms: process start, module load, CLI and config parse), ${fmt(p50(ours.map((s) => s.firstStatus)))} ms to the first /status answer (first-status.ts measures that for an empty compute); sync_sk_check ${fmt(p50(m("sync_sk_check_ms")))} ms, sync_safekeepers ${fmt(p50(m("sync_safekeepers_ms")))} ms${p50(m("sync_safekeepers_ms")) === 0 ? " (the stand-ins agree, so the fast path skips it)" : ""}.
 - basebackup_ms − tar -xzf: ${fmt(bb - tar)} ms. Decompression alone: gzip -dc ${fmt(p50(gnuGunzip))} ms, our gunzip ${fmt(p50(ourGunzip))} ms; the stand-in's replay of the archive over loopback alone ${fmt(p50(ours.map((s) => s.warmFetch)))} ms (it shares this process with the /status polling); creating the ${entries} files alone ${fmt(p50(fileFloor))} ms.
-- start_postgres_ms − pg_ctl start -w: ${fmt(sp - pgc)} ms. Both poll postmaster.pid every 100 ms (compute_ctl's POSTGRES_POLL_MS, pg_ctl's WAITS_PER_SEC=10), so both round up to the next tick: from postmaster.pid "ready" to running ${fmt(oursTail)} ms for compute_ctl (config_ms ${fmt(p50(m("config_ms")))}), to pg_ctl's exit ${fmt(baseTail)} ms.
+- start_postgres_ms − pg_ctl start -w: ${fmt(sp - pgc)} ms. compute_ctl wakes on inotify when postmaster.pid changes (polling every 100 ms only as a backstop); pg_ctl polls every 100 ms (WAITS_PER_SEC=10) and rounds up to its next tick: from postmaster.pid "ready" to running ${fmt(oursTail)} ms for compute_ctl (config_ms ${fmt(p50(m("config_ms")))}), to pg_ctl's exit ${fmt(baseTail)} ms.
 - stand-in: its first basebackup request gzips the template (${fmt(p50(ours.map((s) => s.coldFetch)))} ms cold vs ${fmt(p50(ours.map((s) => s.warmFetch)))} ms replayed); every run primes it before the exec, so that is not counted.`);

@@ -22,3 +22,31 @@ export function minimalSpecJson(extra: Record<string, unknown> = {}): Record<str
 export function loopbackPostgresConf(port: number, extra = ""): string {
   return `listen_addresses='127.0.0.1'\nport=${port}\nunix_socket_directories=''\nfsync=off\nshared_buffers=16MB\n${extra}`;
 }
+
+/** compute_ctl's argv for a compute on loopback, as tests and benchmarks start it. */
+export function computeArgv(o: {
+  pgdata: string;
+  pgPort: number;
+  computeId: string;
+  pgbin: string;
+  config: string;
+  externalPort: number;
+  internalPort: number;
+}): string[] {
+  return [
+    "-D",
+    o.pgdata,
+    "-C",
+    `postgresql://cloud_admin@127.0.0.1:${o.pgPort}/postgres`,
+    "-i",
+    o.computeId,
+    "-b",
+    o.pgbin,
+    "-c",
+    o.config,
+    "--external-http-port",
+    String(o.externalPort),
+    "--internal-http-port",
+    String(o.internalPort),
+  ];
+}

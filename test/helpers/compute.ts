@@ -11,7 +11,7 @@ import { resolveRunAs } from "../../src/process/user.ts";
 import { bearer, makeTestKeys, type TestKeys } from "../../src/testing/jwt.ts";
 import { TEST_PG_BIN_DIR } from "../../src/testing/pg.ts";
 import { postmasterPids } from "../../src/testing/procs.ts";
-import { loopbackPostgresConf, minimalSpecJson } from "../../src/testing/specs.ts";
+import { computeArgv, loopbackPostgresConf, minimalSpecJson } from "../../src/testing/specs.ts";
 import { GiveUp } from "../../src/testing/until.ts";
 import { freePort, type Started, startBinary, waitUntil, writeJson } from "./binary.ts";
 
@@ -94,22 +94,15 @@ export async function startCompute(
     compute_ctl_config: { jwks: keys.jwks },
   });
   const child = startBinary(
-    [
-      "-D",
+    computeArgv({
       pgdata,
-      "-C",
-      `postgresql://cloud_admin@127.0.0.1:${pgPort}/postgres`,
-      "-i",
-      name,
-      "-b",
-      opts.realPgbin ? join(PG_BIN_DIR, "postgres") : env.pgbin.postgres,
-      "-c",
+      pgPort,
+      computeId: name,
+      pgbin: opts.realPgbin ? join(PG_BIN_DIR, "postgres") : env.pgbin.postgres,
       config,
-      "--external-http-port",
-      String(ext),
-      "--internal-http-port",
-      String(int),
-    ],
+      externalPort: ext,
+      internalPort: int,
+    }),
     opts.binEnv,
     opts.prefix,
   );
