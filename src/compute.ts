@@ -27,7 +27,13 @@ import type { TerminationSignal } from "./process/signals.ts";
 import { formatLsn, type Lsn } from "./spec/lsn.ts";
 import { type ParsedSpec, toParsedSpec } from "./spec/parsed-spec.ts";
 import type { ComputeConfig, ComputeCtlConfig } from "./spec/schema.ts";
-import { type ChildRegistry, maybeCgexec, type StartupContext } from "./startup/context.ts";
+import {
+  type CatalogState,
+  type ChildRegistry,
+  maybeCgexec,
+  newCatalogState,
+  type StartupContext,
+} from "./startup/context.ts";
 import type { StartedCompute } from "./startup/index.ts";
 import type { PostmasterContext } from "./startup/postgres.ts";
 import { ComputeStateStore } from "./state/store.ts";
@@ -66,6 +72,8 @@ export class ComputeNode {
   /** Ends the configurator and the LSN lease task: on shutdown and when run() returns. */
   private readonly backgroundController = new AbortController();
   private listeners: Listener[] = [];
+  /** Kept across the startup apply and every /configure. */
+  private readonly catalog: CatalogState;
 
   /**
    * Parses the spec (if any) before anything listens: an invalid spec given at
@@ -79,6 +87,7 @@ export class ComputeNode {
     const pspec = config.spec ? toParsedSpec(config.spec) : null;
     this.metrics = deps.metrics ?? new ComputeCtlMetrics();
     const metrics = this.metrics;
+    this.catalog = newCatalogState((id) => metrics.migrationFailed(id));
     this.store = new ComputeStateStore({
       log: deps.log,
       initial: { pspec },
@@ -120,7 +129,13 @@ export class ComputeNode {
   }
 
   startupContext(pspec: ParsedSpec): StartupContext {
-    return { ...this.processContext(), params: this.params, pspec, store: this.store };
+    return {
+      ...this.processContext(),
+      params: this.params,
+      pspec,
+      store: this.store,
+      catalog: this.catalog,
+    };
   }
 
   /** Starts both HTTP servers; the external one checks JWTs (upstream's authorize middleware). */

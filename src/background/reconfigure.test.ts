@@ -49,9 +49,13 @@ function setup(extra: Record<string, unknown> = {}, pgCtlExit = 0) {
     queueMicrotask(() => child.exit(pgCtlExit));
   });
   const t = testContext({ pspec: testSpec(extra), runner, pgdata });
-  const applied: { override: string | null; reloadsBefore: number }[] = [];
-  const applyConfig = async (_ctx: StartupContext) => {
-    applied.push({ override: readOrNull(join(pgdata, OVERRIDE)), reloadsBefore: reloads.length });
+  const applied: { override: string | null; reloadsBefore: number; trigger: string }[] = [];
+  const applyConfig = async (_ctx: StartupContext, trigger: string) => {
+    applied.push({
+      override: readOrNull(join(pgdata, OVERRIDE)),
+      reloadsBefore: reloads.length,
+      trigger,
+    });
   };
   return { ...t, reloads, applied, applyConfig };
 }
@@ -79,7 +83,9 @@ describe("reconfigure", () => {
     // The first reload already reads the new file; only the second sees the override.
     expect(h.reloads.map((r) => r.conf === conf)).toEqual([true, true, true]);
     expect(h.reloads.map((r) => r.override)).toEqual([null, "neon.max_cluster_size=-1", ""]);
-    expect(h.applied).toEqual([{ override: "neon.max_cluster_size=-1", reloadsBefore: 2 }]);
+    expect(h.applied).toEqual([
+      { override: "neon.max_cluster_size=-1", reloadsBefore: 2, trigger: "reconfigure" },
+    ]);
     expect(await readFile(join(pgdata, OVERRIDE), "utf8")).toBe("");
     expect(h.lines.at(-1)).toEndWith(
       "finished reconfiguration of compute node for operation op-42",
@@ -155,9 +161,17 @@ describe("reconfigure", () => {
     ).toBe(true);
   });
 
-  test("the default apply is startup's (it warns that the catalog is not reconciled)", async () => {
+  test("the default apply is the catalog apply, which names what it could not reach", async () => {
     const h = setup();
-    await reconfigure(h.ctx);
-    expect(h.lines.some((l) => l.includes("spec apply is not implemented"))).toBe(true);
+    const closed = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = closed.port;
+    closed.stop(true);
+    h.ctx.params = {
+      ...h.ctx.params,
+      connstr: new URL(`postgresql://cloud_admin@127.0.0.1:${port}/postgres`),
+    };
+    const err = await reconfigure(h.ctx).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toStartWith("apply_spec_sql: reading the catalog:");
   });
 });

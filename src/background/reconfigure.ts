@@ -7,7 +7,7 @@
 
 import { ComputeCtlError } from "../errors.ts";
 import type { ComputeSpec } from "../spec/schema.ts";
-import { applyConfig, pgReloadConf } from "../startup/configure.ts";
+import { type ApplyTrigger, applyConfig, pgReloadConf } from "../startup/configure.ts";
 import type { StartupContext } from "../startup/context.ts";
 import { unsupportedSpecFeatures } from "../startup/index.ts";
 import { withTempOverride, writePostgresConf } from "../startup/pgdata-files.ts";
@@ -15,7 +15,7 @@ import { readOvercommitMemory, renderPostgresConf } from "../startup/postgres-co
 
 export interface ReconfigureOptions {
   /** The catalog apply (primaries only); default startup's applyConfig. */
-  applyConfig?: (ctx: StartupContext) => Promise<void>;
+  applyConfig?: (ctx: StartupContext, trigger: ApplyTrigger) => Promise<void>;
 }
 
 /**
@@ -68,7 +68,7 @@ export async function reconfigure(
       "neon.max_cluster_size=-1",
       async () => {
         await pgReloadConf(ctx);
-        if (pspec.mode.kind === "primary") await apply(ctx);
+        if (pspec.mode.kind === "primary") await apply(ctx, "reconfigure");
       },
       owner,
     );

@@ -3,6 +3,7 @@
 // `neon.disable_logical_replication_subscribers=false` and a reload.
 
 import { join } from "node:path";
+import type { Sql } from "postgres";
 import { pgCtlPath } from "../cli.ts";
 import { errorMessage } from "../errors.ts";
 import { runToCompletion } from "../process/runner.ts";
@@ -19,19 +20,88 @@ export async function pgReloadConf(ctx: StartupContext): Promise<void> {
   );
 }
 
+export type ApplyTrigger = "startup" | "reconfigure";
+
 /**
- * The catalog apply itself (roles, databases, extensions, migrations) is its
- * own piece of work; until it lands this build says so once, loudly, instead
- * of pretending the spec's roles and databases exist.
+ * Upstream apply_spec_sql for a primary: roles, databases, extensions
+ * (src/apply/). At startup the concurrency follows max_connections and the
+ * migrations follow in the background; on /configure the spec's
+ * reconfigure_concurrency applies and no migrations run.
  */
-export async function applyConfig(ctx: StartupContext): Promise<void> {
-  const { cluster } = ctx.pspec.spec;
-  ctx.log.warn(
-    `spec apply is not implemented in this build yet: ${cluster.roles.length} role(s) and ${cluster.databases.length} database(s) of the spec were not reconciled`,
-  );
+export async function applyConfig(ctx: StartupContext, trigger: ApplyTrigger): Promise<void> {
+  const [{ applySpecSql }, { startupConcurrency, reconfigureConcurrency }] = await Promise.all([
+    import("../apply/execute.ts"),
+    import("../apply/concurrency.ts"),
+  ]);
+  const spec = ctx.pspec.spec;
+  await applySpecSql(spec, {
+    connstr: ctx.params.connstr,
+    privilegedRoleName: ctx.params.privilegedRoleName,
+    concurrency: trigger === "startup" ? startupConcurrency(spec) : reconfigureConcurrency(spec),
+    log: ctx.log,
+    signal: ctx.signal,
+    prepared: ctx.catalog.prepared,
+    warned: ctx.catalog.warned,
+  });
+  if (trigger === "startup") startMigrations(ctx);
+}
+
+/**
+ * A background task on its own connection as `applicationName`: ended when
+ * compute_ctl shuts down; errors are only logged (upstream's spawned tasks).
+ */
+function inBackground(
+  ctx: StartupContext,
+  applicationName: string,
+  what: string,
+  task: (sql: Sql) => Promise<void>,
+): void {
+  void (async () => {
+    const { connectionTarget, openConnection } = await import("../apply/connection.ts");
+    const sql = openConnection(connectionTarget(ctx.params.connstr), {
+      applicationName,
+      log: ctx.log,
+    });
+    const end = () => void sql.end({ timeout: 0 });
+    ctx.signal.addEventListener("abort", end, { once: true });
+    try {
+      await task(sql);
+    } finally {
+      ctx.signal.removeEventListener("abort", end);
+      await sql.end({ timeout: 0 });
+    }
+  })().catch((e) => ctx.log.error(`${what}: ${errorMessage(e)}`));
+}
+
+/** Migrations run after the startup apply; failures are logged and counted. */
+function startMigrations(ctx: StartupContext): void {
+  inBackground(ctx, "compute_ctl:migrations", "migrations", async (sql) => {
+    const { runMigrations } = await import("../apply/migrations.ts");
+    await runMigrations(sql, {
+      privilegedRoleName: ctx.params.privilegedRoleName,
+      log: ctx.log,
+      onFailure: (id) => ctx.catalog.onMigrationFailure(id),
+    });
+  });
+}
+
+/**
+ * Upstream post_apply_config, for every primary: `ALTER EXTENSION neon UPDATE`
+ * where the extension is installed.
+ */
+function startNeonExtensionUpdate(ctx: StartupContext): void {
+  inBackground(ctx, "compute_ctl:post_apply_config", "ALTER EXTENSION neon UPDATE", async (sql) => {
+    const rows = await sql.unsafe(
+      "SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'neon'",
+    );
+    if (rows.length === 0) return;
+    await sql.unsafe("ALTER EXTENSION neon UPDATE");
+    ctx.log.info("updated the neon extension");
+  });
 }
 
 export async function configureAsPrimary(ctx: StartupContext): Promise<void> {
+  startNeonExtensionUpdate(ctx);
   if (ctx.pspec.spec.skip_pg_catalog_updates) return;
   const { pgdata } = ctx.params;
   const owner = ctx.runAs ?? undefined;
@@ -40,7 +110,7 @@ export async function configureAsPrimary(ctx: StartupContext): Promise<void> {
     "neon.max_cluster_size=-1",
     async () => {
       await pgReloadConf(ctx);
-      await applyConfig(ctx);
+      await applyConfig(ctx, "startup");
     },
     owner,
   );

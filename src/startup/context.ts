@@ -15,6 +15,23 @@ export interface ChildRegistry {
   tools: Set<ChildProcess>;
 }
 
+/**
+ * What the catalog apply keeps between applies of one compute_ctl process
+ * (startup, then each /configure).
+ */
+export interface CatalogState {
+  /** Databases whose ChangeSchemaPerms ran, with the key it ran for (apply/plan.ts). */
+  prepared: Map<string, string>;
+  /** Warnings already logged once. */
+  warned: Set<string>;
+  /** A migration failed: upstream's compute_ctl_db_migration_failed_total. */
+  onMigrationFailure(id: number): void;
+}
+
+export function newCatalogState(onMigrationFailure: (id: number) => void = () => {}): CatalogState {
+  return { prepared: new Map(), warned: new Set(), onMigrationFailure };
+}
+
 export type StartupParams = Pick<
   CliOptions,
   | "pgbin"
@@ -38,6 +55,7 @@ export interface StartupContext {
   sleep: (ms: number) => Promise<void>;
   /** Aborted when compute_ctl shuts down: long waits end early. */
   signal: AbortSignal;
+  catalog: CatalogState;
   /** `cgexec -g memory:neon-postgres` prefix when AUTOSCALING is set (upstream maybe_cgexec). */
   wrap: (cmd: string[]) => string[];
 }

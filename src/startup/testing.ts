@@ -5,7 +5,7 @@ import { parseComputeSpec } from "../spec/parse.ts";
 import { type ParsedSpec, toParsedSpec } from "../spec/parsed-spec.ts";
 import { ComputeStateStore } from "../state/store.ts";
 import { minimalSpecJson } from "../testing/specs.ts";
-import type { StartupContext, StartupParams } from "./context.ts";
+import { newCatalogState, type StartupContext, type StartupParams } from "./context.ts";
 
 export { TEST_TENANT as TENANT, TEST_TIMELINE as TIMELINE } from "../testing/specs.ts";
 
@@ -52,6 +52,7 @@ export function testContext(
     },
     signal: shutdown.signal,
     wrap: (cmd) => cmd,
+    catalog: newCatalogState(),
   };
   return { ctx, runner, lines, sleeps, shutdown };
 }

@@ -50,6 +50,8 @@ export interface StartOptions {
   envOptions?: Partial<DevEnvironmentOptions>;
   spec?: Record<string, unknown>;
   clusterConf?: string;
+  /** Merged into the spec's cluster (roles, databases, settings), keeping its postgresql_conf. */
+  cluster?: Record<string, unknown>;
   binEnv?: Record<string, string>;
   /** Use the real postgres as --pgbin instead of the sync-safekeepers stand-in dir. */
   realPgbin?: boolean;
@@ -81,6 +83,7 @@ export async function startCompute(
       databases: [],
       postgresql_conf: loopbackPostgresConf(pgPort, opts.clusterConf),
       settings: [{ name: "work_mem", value: "7MB", vartype: "string" }],
+      ...opts.cluster,
     },
     mode: "Primary",
     ...env.storageSpec(),
