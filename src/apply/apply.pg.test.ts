@@ -81,7 +81,8 @@ async function applyError(s: ReturnType<typeof spec>): Promise<ApplyError> {
 }
 
 /** Server log lines about DDL written after `from` (an offset into the log). */
-function ddlSince(from: number): string[] {
+async function ddlSince(from: number): Promise<string[]> {
+  await pg.logBarrier();
   return pg
     .log()
     .slice(from)
@@ -128,7 +129,7 @@ describe("tricky names (upstream test_compute_catalog)", () => {
     // A fresh process (nothing remembered) applying the same spec: no DDL at all.
     const from = pg.log().length;
     const again = await apply(s);
-    expect(ddlSince(from)).toEqual([]);
+    expect(await ddlSince(from)).toEqual([]);
     expect(again.summary.statements).toBe(fixture.databases.length);
 
     const drop = spec([], [], {
@@ -218,13 +219,13 @@ describe("roles", () => {
     // Same spec: no statements at all; a new md5 password: one ALTER ROLE.
     const from = pg.log().length;
     expect((await apply(spec(roles, []))).summary.statements).toBe(0);
-    expect(ddlSince(from)).toEqual([]);
+    expect(await ddlSince(from)).toEqual([]);
     const changed = roles.map((r) =>
       r.name === "r_md5" ? { ...r, encrypted_password: md5("pw2", "r_md5") } : r,
     );
     const from2 = pg.log().length;
     expect((await apply(spec(changed, []))).summary.statements).toBe(1);
-    const logged = ddlSince(from2);
+    const logged = await ddlSince(from2);
     expect(logged).toHaveLength(1);
     expect(logged[0]).toContain('ALTER ROLE "r_md5"');
     expect(await q("SELECT rolpassword FROM pg_authid WHERE rolname = 'r_md5'")).toBe(
@@ -429,6 +430,38 @@ describe("databases", () => {
       holder.kill();
       await holder.exited;
     }
+  });
+});
+
+describe("drop_subscriptions_before_start", () => {
+  test("drops the subscriptions of spec databases once per timeline", async () => {
+    // compute_ctl's postgresql.conf sets it; the bookkeeping reads it back.
+    await q(`ALTER DATABASE postgres SET neon.timeline_id = '${"b".repeat(32)}'`);
+    const prepared = new Map<string, string>();
+    await apply(spec([{ name: "dsb_o" }], [{ name: "dsb_db", owner: "dsb_o" }]), { prepared });
+    const subscribe = (name: string) =>
+      q(
+        `CREATE SUBSCRIPTION ${name} CONNECTION 'host=127.0.0.1 port=1 dbname=x' PUBLICATION p WITH (connect = false)`,
+        "dsb_db",
+      );
+    await subscribe("branch_sub");
+    const s = spec([{ name: "dsb_o" }], [{ name: "dsb_db", owner: "dsb_o" }], {
+      drop_subscriptions_before_start: true,
+    });
+    await apply(s, { prepared });
+    expect(await q("SELECT count(*) FROM pg_subscription")).toBe("0");
+    expect(await q("SELECT timeline_id FROM neon.drop_subscriptions_done")).toBe("b".repeat(32));
+    // Done for this timeline: a subscription made afterwards is the user's and stays.
+    await subscribe("user_sub");
+    expect((await apply(s, { prepared })).summary).toEqual({ statements: 0, databasesVisited: 0 });
+    expect(await q("SELECT subname FROM pg_subscription")).toBe("user_sub");
+    await q(
+      "ALTER SUBSCRIPTION user_sub SET (slot_name = NONE); DROP SUBSCRIPTION user_sub",
+      "dsb_db",
+    );
+    await q(
+      "DROP TABLE neon.drop_subscriptions_done; ALTER DATABASE postgres RESET neon.timeline_id",
+    );
   });
 });
 

@@ -77,6 +77,7 @@ describe("runMigrations", () => {
     const from = pg.log().length;
     const second = await runMigrations(connect(), { privilegedRoleName: "neon_superuser", log });
     expect(second).toEqual({ id: 12, ran: [], failed: null });
+    await pg.logBarrier();
     expect(pg.log().slice(from)).not.toContain("statement: ");
   });
 

@@ -14,8 +14,13 @@ export interface TestCluster {
   /** `postgresql://cloud_admin@127.0.0.1:<port>/postgres`, the shape of --connstr. */
   url: string;
   dataDir: string;
-  /** Everything the server wrote to stderr so far. */
+  /** Everything the server wrote to stderr so far (read asynchronously: see logBarrier). */
   log(): string;
+  /**
+   * Returns once the server log holds everything logged before this call: a
+   * marker is logged and awaited, and the server writes its log in order.
+   */
+  logBarrier(): Promise<void>;
   /** Runs SQL with psql as cloud_admin; rejects on a non-zero exit. Output is unaligned, tuples only. */
   psql(sql: string, db?: string): Promise<string>;
   stop(): Promise<void>;
@@ -111,41 +116,49 @@ export async function startTestCluster(conf: Record<string, string> = {}): Promi
     throw e;
   }
   const url = `postgresql://cloud_admin@127.0.0.1:${port}/postgres`;
+  const psql = async (sql: string, db = "postgres"): Promise<string> => {
+    const proc = Bun.spawn(
+      [
+        `${TEST_PG_BIN_DIR}/psql`,
+        "-X",
+        "-q",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(port),
+        "-U",
+        "cloud_admin",
+        "-d",
+        db,
+        "-f",
+        "-",
+      ],
+      { stdin: new TextEncoder().encode(sql), stdout: "pipe", stderr: "pipe" },
+    );
+    const [out, err, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    if (code !== 0) throw new Error(`psql exited ${code}: ${err.trim()}`);
+    return out;
+  };
   return {
     port,
     url,
     dataDir,
     log: () => serverLog,
-    async psql(sql, db = "postgres") {
-      const proc = Bun.spawn(
-        [
-          `${TEST_PG_BIN_DIR}/psql`,
-          "-X",
-          "-q",
-          "-At",
-          "-v",
-          "ON_ERROR_STOP=1",
-          "-h",
-          "127.0.0.1",
-          "-p",
-          String(port),
-          "-U",
-          "cloud_admin",
-          "-d",
-          db,
-          "-f",
-          "-",
-        ],
-        { stdin: new TextEncoder().encode(sql), stdout: "pipe", stderr: "pipe" },
-      );
-      const [out, err, code] = await Promise.all([
-        new Response(proc.stdout).text(),
-        new Response(proc.stderr).text(),
-        proc.exited,
-      ]);
-      if (code !== 0) throw new Error(`psql exited ${code}: ${err.trim()}`);
-      return out;
+    async logBarrier() {
+      const marker = `log barrier ${crypto.randomUUID()}`;
+      await psql(`DO $$ BEGIN RAISE LOG '${marker}'; END $$`);
+      await until("the server log to catch up", () => serverLog.includes(marker), {
+        timeoutMs: 10_000,
+      });
     },
+    psql,
     stop,
   };
 }
