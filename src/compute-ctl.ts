@@ -98,6 +98,7 @@ export async function runComputeCtl(opts: CliOptions): Promise<number> {
       metrics,
       runner,
       runAs,
+      fetchConfig: () => getConfig(opts, metrics),
       // The pipeline's modules load after the servers listen: the first /status waits for none of them.
       startCompute: async (ctx) => {
         const [{ startCompute }, { configureAsPrimary }] = await Promise.all([

@@ -57,6 +57,8 @@ export interface ComputeNodeDeps {
   env?: Record<string, string | undefined>;
   /** The Prometheus registry (compute_ctl_up follows every status change). */
   metrics?: ComputeCtlMetrics;
+  /** Reads the configuration again (`-c` file or control plane) for /refresh_configuration. */
+  fetchConfig?: () => Promise<ComputeConfig>;
 }
 
 export class ComputeNode {
@@ -65,6 +67,7 @@ export class ComputeNode {
   readonly computeCtlConfig: ComputeCtlConfig;
   readonly children: ChildRegistry = { postgres: null, syncSafekeepers: null, tools: new Set() };
   private terminating = false;
+  private detached = false;
   readonly metrics: ComputeCtlMetrics;
   private readonly log: Logger;
   private readonly deps: ComputeNodeDeps;
@@ -112,6 +115,7 @@ export class ComputeNode {
         this.children.syncSafekeepers?.kill("SIGTERM");
         this.children.postgres?.kill("SIGINT");
       },
+      reportPagestreamError: () => this.metrics.pagestreamRequestErrors.inc(),
     };
   }
 
@@ -230,6 +234,10 @@ export class ComputeNode {
         const status = await started.postgres.exited;
         // No reconfiguration of a postmaster that is gone.
         this.backgroundController.abort();
+        if (this.detached) {
+          this.log.info("compute detached from the control plane: exiting");
+          return 1;
+        }
         exitCode = status.code;
         this.log.info(`Postgres exited with code ${shellExitCode(status)}, shutting down`);
       } catch (e) {
@@ -277,8 +285,20 @@ export class ComputeNode {
         signal: this.backgroundSignal,
         reconfigure: (pspec) =>
           reconfigure({ ...this.startupContext(pspec), signal: this.backgroundSignal }),
+        ...(this.deps.fetchConfig ? { fetchConfig: this.deps.fetchConfig } : {}),
+        onDetached: () => this.detach(),
       });
     })().catch((e) => this.log.error(`configurator: ${errorChain(e)}`));
+  }
+
+  /**
+   * A refresh found no spec: the control plane detached this compute.
+   * Upstream exits 1 on the spot; we stop postgres at once (SIGQUIT) and exit 1
+   * when it is gone, with no shutdown sync and no delay.
+   */
+  private detach(): void {
+    this.detached = true;
+    this.children.postgres?.kill("SIGQUIT");
   }
 
   private get backgroundSignal(): AbortSignal {

@@ -1,14 +1,21 @@
 import { describe, expect, test } from "bun:test";
 import { memoryLogger } from "../log.ts";
 import type { ParsedSpec } from "../spec/parsed-spec.ts";
+import type { ComputeConfig } from "../spec/schema.ts";
 import { testSpec } from "../startup/testing.ts";
 import type { ComputeStatus } from "../state/status.ts";
 import { ComputeStateStore } from "../state/store.ts";
-import { beforeStart, startConfigurator } from "./configurator.ts";
+import { until } from "../testing/until.ts";
+import { beforeStart, REFRESH_RETRY_MS, startConfigurator } from "./configurator.ts";
 
 const WAIT_MS = 2000;
 
-function setup(opts: { onStatus?: (s: ComputeStatus, store: ComputeStateStore) => void } = {}) {
+function setup(
+  opts: {
+    onStatus?: (s: ComputeStatus, store: ComputeStateStore) => void;
+    fetchConfig?: () => Promise<ComputeConfig>;
+  } = {},
+) {
   const { log, lines } = memoryLogger();
   const statuses: ComputeStatus[] = [];
   const store: ComputeStateStore = new ComputeStateStore({
@@ -20,6 +27,8 @@ function setup(opts: { onStatus?: (s: ComputeStatus, store: ComputeStateStore) =
   });
   const shutdown = new AbortController();
   const applied: ParsedSpec[] = [];
+  const sleeps: number[] = [];
+  let detached = 0;
   let fail: ((pspec: ParsedSpec) => Error | undefined) | undefined;
   let during: ((pspec: ParsedSpec) => void) | undefined;
   const start = () =>
@@ -29,11 +38,18 @@ function setup(opts: { onStatus?: (s: ComputeStatus, store: ComputeStateStore) =
       signal: shutdown.signal,
       reconfigure: async (pspec) => {
         // The status while reconfigure runs, as the route's waiter would see it.
-        expect(store.status).toBe("configuration");
+        expect(["configuration", "refresh_configuration"]).toContain(store.status);
         applied.push(pspec);
         during?.(pspec);
         const err = fail?.(pspec);
         if (err) throw err;
+      },
+      ...(opts.fetchConfig ? { fetchConfig: opts.fetchConfig } : {}),
+      onDetached: () => {
+        detached++;
+      },
+      sleep: async (ms) => {
+        sleeps.push(ms);
       },
     });
   return {
@@ -42,6 +58,8 @@ function setup(opts: { onStatus?: (s: ComputeStatus, store: ComputeStateStore) =
     statuses,
     shutdown,
     applied,
+    sleeps,
+    detached: () => detached,
     start,
     failWith: (f: typeof fail) => {
       fail = f;
@@ -89,7 +107,7 @@ describe("configurator", () => {
     expect(h.store.pendingWaiters).toBe(0);
   });
 
-  test("a failure sets failed with the error recorded, and the loop ends", async () => {
+  test("a failure sets failed with the error recorded; the loop waits on (a refresh may revive it)", async () => {
     const h = setup();
     h.failWith(() => new Error("pg_ctl reload failed", { cause: new Error("no such file") }));
     startCompute(h.store);
@@ -97,14 +115,13 @@ describe("configurator", () => {
     const done = await configure(h.store, spec(1));
     expect(done.status).toBe("failed");
     expect(done.error).toBe("pg_ctl reload failed\n\nCaused by:\n    no such file");
-    await loop;
-    expect(h.store.pendingWaiters).toBe(0);
     expect(
       h.lines.some((l) => l.includes("ERROR") && l.includes("could not configure compute node")),
     ).toBe(true);
-    expect(h.lines.some((l) => l.endsWith("compute node is now in Failed state, exiting"))).toBe(
-      true,
-    );
+    await until("the loop to wait again", () => h.store.pendingWaiters === 1);
+    h.shutdown.abort();
+    await loop;
+    expect(h.store.pendingWaiters).toBe(0);
   });
 
   test("a request already pending when it starts is handled (state checked first)", async () => {
@@ -252,5 +269,103 @@ describe("configurator", () => {
     const store = new ComputeStateStore({ log: memoryLogger().log });
     const s = { ...store.state, status, pgStartTime: started ? 1n : null };
     expect(beforeStart(s)).toBe(expected);
+  });
+});
+
+describe("refresh_configuration", () => {
+  const moved = testSpec({ pageserver_connstring: "postgres://no_user@127.0.0.1:64999" });
+  const config = (pspec: ParsedSpec | null): ComputeConfig =>
+    ({
+      spec: pspec?.spec ?? null,
+      compute_ctl_config: { jwks: { keys: [] } },
+    }) as unknown as ComputeConfig;
+
+  function refreshRequested(store: ComputeStateStore) {
+    expect(store.setStatus("refresh_configuration_pending")).toBe(true);
+    return store.waitForStatus(["running"], { deadline: performance.now() + WAIT_MS });
+  }
+
+  test("a moved pageserver: the fetched spec is applied, then running", async () => {
+    const h = setup({ fetchConfig: async () => config(moved) });
+    startCompute(h.store);
+    h.store.update({ pspec: spec(1) });
+    const loop = h.start();
+    await refreshRequested(h.store);
+    expect(h.applied).toHaveLength(1);
+    expect(h.store.state.pspec?.pageserver_conninfo).toEqual(moved.pageserver_conninfo);
+    expect(h.statuses.slice(-3)).toEqual([
+      "refresh_configuration_pending",
+      "refresh_configuration",
+      "running",
+    ]);
+    h.shutdown.abort();
+    await loop;
+  });
+
+  test("the same pageservers: running without reconfiguring, then a pause for the control plane", async () => {
+    const current = spec(1);
+    const h = setup({ fetchConfig: async () => config(current) });
+    startCompute(h.store);
+    h.store.update({ pspec: current });
+    const loop = h.start();
+    await refreshRequested(h.store);
+    expect(h.applied).toHaveLength(0);
+    await until("the pause", () => h.sleeps.length === 1);
+    expect(h.sleeps).toEqual([REFRESH_RETRY_MS]);
+    h.shutdown.abort();
+    await loop;
+  });
+
+  test("a fetch error is retried after a pause; a failed compute is revived", async () => {
+    let calls = 0;
+    const h = setup({
+      fetchConfig: async () => {
+        calls++;
+        if (calls === 1) throw new Error("control plane answered 502");
+        return config(moved);
+      },
+    });
+    startCompute(h.store);
+    h.store.update({ pspec: spec(1) });
+    h.failWith((p) => (p === h.store.state.pspec && calls === 0 ? new Error("boom") : undefined));
+    const loop = h.start();
+    // Fail the compute first through /configure, as a failed reconfiguration would.
+    expect((await configure(h.store, spec(2))).status).toBe("failed");
+    await refreshRequested(h.store);
+    expect(calls).toBe(2);
+    expect(h.sleeps).toEqual([REFRESH_RETRY_MS]);
+    expect(h.lines.some((l) => l.includes("control plane answered 502"))).toBe(true);
+    expect(h.store.status).toBe("running");
+    h.shutdown.abort();
+    await loop;
+  });
+
+  test("a failing reconfiguration is retried from refresh_configuration_pending", async () => {
+    let attempts = 0;
+    const h = setup({ fetchConfig: async () => config(moved) });
+    h.failWith(() => (++attempts === 1 ? new Error("reload failed") : undefined));
+    startCompute(h.store);
+    h.store.update({ pspec: spec(1) });
+    const loop = h.start();
+    await refreshRequested(h.store);
+    expect(attempts).toBe(2);
+    expect(h.statuses.slice(-4)).toEqual<ComputeStatus[]>([
+      "refresh_configuration",
+      "refresh_configuration_pending",
+      "refresh_configuration",
+      "running",
+    ]);
+    h.shutdown.abort();
+    await loop;
+  });
+
+  test("no spec any more: the compute was detached, the loop ends and the node is told", async () => {
+    const h = setup({ fetchConfig: async () => config(null) });
+    startCompute(h.store);
+    const loop = h.start();
+    h.store.setStatus("refresh_configuration_pending");
+    await loop;
+    expect(h.detached()).toBe(1);
+    expect(h.applied).toHaveLength(0);
   });
 });

@@ -12,6 +12,8 @@ export interface ApiContext {
   computeId: string;
   /** Upstream forward_termination_signal: SIGTERM to sync-safekeepers, SIGINT to postgres. */
   forwardTermination: () => void;
+  /** Upstream's pg_cctl_pagestream_request_errors_total, counted by /refresh_configuration. */
+  reportPagestreamError?: () => void;
 }
 
 export type HttpMethod = "GET" | "POST" | "DELETE";

@@ -10,6 +10,7 @@ import type { ApiContext, HonoEnv, Route } from "./route.ts";
 import { configureRoute } from "./routes/configure.ts";
 import { metricsRoute } from "./routes/metrics.ts";
 import { metricsJsonRoute } from "./routes/metrics-json.ts";
+import { refreshConfigurationRoute } from "./routes/refresh-configuration.ts";
 import { statusRoute } from "./routes/status.ts";
 import { terminateRoute } from "./routes/terminate.ts";
 
@@ -24,7 +25,7 @@ export const EXTERNAL_ROUTES: readonly Route[] = [
 export function externalRoutes(metricsRegistry: { render(): string }): Route[] {
   return [metricsRoute(metricsRegistry), ...EXTERNAL_ROUTES];
 }
-export const INTERNAL_ROUTES: readonly Route[] = [];
+export const INTERNAL_ROUTES: readonly Route[] = [refreshConfigurationRoute];
 
 export interface AppOptions {
   /** Applied to routes with `auth: true` (the external server's JWT check). */

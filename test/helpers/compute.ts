@@ -33,6 +33,10 @@ export interface ComputeUnderTest {
   child: Started;
   pgPort: number;
   ext: number;
+  /** The internal (no auth) port. */
+  int: number;
+  /** The `-c` file compute_ctl was started with (re-read by /refresh_configuration). */
+  configPath: string;
   pgdata: string;
   status(): Promise<Record<string, unknown>>;
   metrics(): Promise<Record<string, number>>;
@@ -125,6 +129,8 @@ export async function startCompute(
     child,
     pgPort,
     ext,
+    int,
+    configPath: config,
     pgdata,
     status,
     metrics: () => get("/metrics.json") as Promise<Record<string, number>>,
