@@ -348,15 +348,16 @@ describe("POST /configure: answers", () => {
       500,
       'compute configuration failed: "could not write postgresql.conf"',
     );
-    await configurator;
     const status = (await (await app.request("/status")).json()) as Record<string, unknown>;
     expect(status).toMatchObject({
       status: "failed",
       tenant: TEST_TENANT,
       error: "could not write postgresql.conf",
     });
-    // A failed compute is never reconfigured again.
+    // A failed compute takes no /configure (only a refresh may bring it back).
     await expectError(await post(app, requestJson()), 412, "invalid compute status: failed");
+    shutdown.abort();
+    await configurator;
     expect(store.pendingWaiters).toBe(0);
   });
 
