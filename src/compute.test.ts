@@ -66,6 +66,8 @@ function node(spec: unknown, startCompute: (ctx: StartupContext) => Promise<Star
       runner,
       runAs: null,
       startCompute,
+      // No postgres behind the fake processes: the monitor has its own tests.
+      monitor: false,
       sleep: async (ms) => {
         sleeps.push(ms);
       },

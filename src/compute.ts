@@ -57,6 +57,8 @@ export interface ComputeNodeDeps {
   env?: Record<string, string | undefined>;
   /** The Prometheus registry (compute_ctl_up follows every status change). */
   metrics?: ComputeCtlMetrics;
+  /** false: no activity monitor (unit tests of the node with fake processes). */
+  monitor?: boolean;
   /** Reads the configuration again (`-c` file or control plane) for /refresh_configuration. */
   fetchConfig?: () => Promise<ComputeConfig>;
 }
@@ -231,6 +233,7 @@ export class ComputeNode {
       try {
         const started = await this.deps.startCompute(this.startupContext(pspec));
         this.startConfigurator();
+        this.startMonitor(pspec);
         const status = await started.postgres.exited;
         // No reconfiguration of a postmaster that is gone.
         this.backgroundController.abort();
@@ -299,6 +302,25 @@ export class ComputeNode {
   private detach(): void {
     this.detached = true;
     this.children.postgres?.kill("SIGQUIT");
+  }
+
+  /** The activity monitor (last_active), once the compute runs; ends with the postmaster. */
+  private startMonitor(pspec: ParsedSpec): void {
+    if (this.deps.monitor === false) return;
+    void (async () => {
+      const { runActivityMonitor, connectMonitor } = await import("./background/monitor.ts");
+      await runActivityMonitor({
+        store: this.store,
+        log: this.log,
+        signal: this.backgroundSignal,
+        experimental: pspec.spec.features.includes("activity_monitor_experimental"),
+        connect: () => connectMonitor(this.params.connstr, this.log),
+        metrics: {
+          setCurrentDowntimeMs: (ms) => this.metrics.pgCurrentDowntimeMs.set(Math.round(ms)),
+          addDowntimeMs: (ms) => this.metrics.pgDowntimeMsTotal.inc(Math.max(0, Math.round(ms))),
+        },
+      });
+    })().catch((e) => this.log.error(`compute monitor: ${errorChain(e)}`));
   }
 
   private get backgroundSignal(): AbortSignal {
