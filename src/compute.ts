@@ -3,6 +3,7 @@
 // of `run()`: listen, obtain a spec, start the compute, wait on the postmaster,
 // clean up, exit.
 
+import type { VmMonitorHandle } from "./background/vm-monitor.ts";
 import type { CliOptions } from "./cli.ts";
 import { errorChain, errorMessage } from "./errors.ts";
 import { authorize } from "./http/middleware/authorize.ts";
@@ -234,9 +235,12 @@ export class ComputeNode {
         const started = await this.deps.startCompute(this.startupContext(pspec));
         this.startConfigurator();
         this.startMonitor(pspec);
+        const vmMonitor = await this.startVmMonitor(pspec);
         const status = await started.postgres.exited;
         // No reconfiguration of a postmaster that is gone.
         this.backgroundController.abort();
+        // It watches the cgroup postgres ran in: released once postgres is gone.
+        await vmMonitor?.stop();
         if (this.detached) {
           this.log.info("compute detached from the control plane: exiting");
           return 1;
@@ -292,6 +296,27 @@ export class ComputeNode {
         onDetached: () => this.detach(),
       });
     })().catch((e) => this.log.error(`configurator: ${errorChain(e)}`));
+  }
+
+  /** With AUTOSCALING (Linux): the vm-monitor beside postgres; never restarted. */
+  private async startVmMonitor(pspec: ParsedSpec): Promise<VmMonitorHandle | null> {
+    const env = this.deps.env ?? process.env;
+    if (env.AUTOSCALING === undefined || process.platform !== "linux") return null;
+    const { findVmMonitor, startVmMonitor } = await import("./background/vm-monitor.ts");
+    return startVmMonitor({
+      runner: this.deps.runner,
+      log: this.log,
+      path: findVmMonitor(env, process.execPath),
+      config: {
+        cgroup: this.params.cgroup,
+        pgconnstr: pspec.spec.disable_lfc_resizing === true ? null : this.params.filecacheConnstr,
+        addr: this.params.vmMonitorAddr,
+      },
+      onExit: (status) =>
+        this.metrics.vmMonitorExits.inc({
+          code: status.code !== null ? String(status.code) : String(status.signal),
+        }),
+    });
   }
 
   /**

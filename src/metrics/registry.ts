@@ -202,6 +202,15 @@ export class ComputeCtlMetrics {
     "pg_cctl_configure_statement_timeout_errors_total",
     "Number of compute configuration errors due to Postgres statement timeouts.",
   );
+  /**
+   * Ours (upstream's vm-monitor is a task inside compute_ctl): the supervised
+   * vm-monitor's exits by exit code or signal. Absent until one exits.
+   */
+  readonly vmMonitorExits = new CounterVec(
+    "compute_ctl_vm_monitor_exits_total",
+    "Number of times the supervised vm-monitor process exited, by exit code or signal",
+    ["code"],
+  );
   private readonly ordered: readonly Collector[];
 
   constructor(opts: ComputeCtlMetricsOptions = {}) {
@@ -223,6 +232,7 @@ export class ComputeCtlMetrics {
       this.lfcOffloadErrors,
       this.pagestreamRequestErrors,
       this.configureStatementTimeoutErrors,
+      this.vmMonitorExits,
     ];
     // Upstream sets `empty` before the HTTP servers start.
     this.setStatus("empty");

@@ -41,6 +41,8 @@ export type StartupParams = Pick<
   | "privilegedRoleName"
   | "internalHttpPort"
   | "lakebaseMode"
+  | "resizeSwapOnBind"
+  | "setDiskQuotaForFs"
 >;
 
 export interface StartupContext {

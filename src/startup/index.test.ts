@@ -13,8 +13,8 @@ test("unsupported features are named; compliance audit levels refuse to start", 
     audit_log_level: "Hipaa",
   }).spec;
   const r = unsupportedSpecFeatures(spec);
+  // Swap resize is carried out (with --resize-swap-on-bind), so it is not named.
   expect(r.warnings).toEqual([
-    "spec field swap_size_bytes (swap resize) is not supported by this build yet; ignored",
     "spec field pgbouncer_settings (pgbouncer tuning) is not supported by this build yet; ignored",
   ]);
   expect(r.fatal).toBe(

@@ -17,6 +17,7 @@ import {
 import { type RunningPostgres, startPostgres, waitForPostgres } from "./postgres.ts";
 import { readOvercommitMemory, renderPostgresConf } from "./postgres-conf.ts";
 import { primaryStartLsn } from "./safekeepers.ts";
+import { prepareVmResources } from "./vm-resources.ts";
 
 /**
  * Spec features this build does not carry out yet: each is named once in the
@@ -30,8 +31,6 @@ export function unsupportedSpecFeatures(spec: StartupContext["pspec"]["spec"]): 
   const warnings: string[] = [];
   const named: [unknown, string][] = [
     [spec.remote_extensions, "remote_extensions (remote extension download)"],
-    [spec.swap_size_bytes, "swap_size_bytes (swap resize)"],
-    [spec.disk_quota_bytes, "disk_quota_bytes (disk quota)"],
     [spec.pgbouncer_settings, "pgbouncer_settings (pgbouncer tuning)"],
     [spec.local_proxy_config, "local_proxy_config (local_proxy configuration)"],
     [spec.logs_export_host, "logs_export_host (rsyslog export)"],
@@ -110,7 +109,11 @@ export async function startCompute(
   const unsupported = unsupportedSpecFeatures(spec);
   for (const w of unsupported.warnings) log.warn(w);
   if (unsupported.fatal) throw new ComputeCtlError(unsupported.fatal);
-  await preparePgdata(ctx);
+  // Swap and disk quota are set while PGDATA is prepared, and before postgres starts.
+  const vmResources = prepareVmResources(ctx, ctx.params);
+  const [pgdataDone, vmDone] = await Promise.allSettled([preparePgdata(ctx), vmResources]);
+  if (pgdataDone.status === "rejected") throw pgdataDone.reason;
+  if (vmDone.status === "rejected") throw vmDone.reason;
   if (ctx.signal.aborted) throw new ComputeCtlError("shutdown requested during startup");
 
   const pgStarted = performance.now();

@@ -38,6 +38,7 @@ export function testContext(
     privilegedRoleName: "neon_superuser",
     internalHttpPort: 3081,
     lakebaseMode: false,
+    resizeSwapOnBind: false,
   };
   const ctx: StartupContext = {
     params,
