@@ -4,7 +4,12 @@
 
 import { existsSync } from "node:fs";
 import { ComputeCtlError, errorMessage } from "../errors.ts";
-import { type ExitStatus, formatCommand, runToCompletion } from "../process/runner.ts";
+import {
+  type ExitStatus,
+  formatCommand,
+  formatExitStatus,
+  runToCompletion,
+} from "../process/runner.ts";
 import type { StartupContext } from "./context.ts";
 
 export const SUDO = "/usr/bin/sudo";
@@ -14,11 +19,8 @@ export const SET_DISK_QUOTA_BIN = "/neonvm/bin/set-disk-quota";
 /** The helpers are quick; a hung one must not hold the startup forever. */
 const HELPER_DEADLINE_MS = 120_000;
 
-function describe(status: ExitStatus): string {
-  return status.code !== null ? `exit status: ${status.code}` : `signal: ${status.signal}`;
-}
-
-async function runHelper(ctx: StartupContext, cmd: string[]): Promise<ExitStatus> {
+/** Runs a helper; `context` prefixes every failure, as upstream's anyhow context does. */
+async function runHelper(ctx: StartupContext, cmd: string[], context: string): Promise<ExitStatus> {
   try {
     const r = await runToCompletion(
       ctx.runner,
@@ -27,9 +29,10 @@ async function runHelper(ctx: StartupContext, cmd: string[]): Promise<ExitStatus
     );
     return r.status;
   } catch (e) {
-    throw new ComputeCtlError(`could not run \`${formatCommand(cmd)}\`: ${errorMessage(e)}`, {
-      cause: e,
-    });
+    throw new ComputeCtlError(
+      `${context}: could not run \`${formatCommand(cmd)}\`: ${errorMessage(e)}`,
+      { cause: e },
+    );
   }
 }
 
@@ -43,7 +46,7 @@ export async function resizeSwap(
   helperExists: (path: string) => boolean = existsSync,
 ): Promise<void> {
   const cmd = [SUDO, RESIZE_SWAP_BIN, "--once", String(sizeBytes)];
-  const status = await runHelper(ctx, cmd);
+  const status = await runHelper(ctx, cmd, "failed to resize swap");
   if (status.code === 0) {
     ctx.log.info(`resized swap to ${sizeBytes} bytes`);
     return;
@@ -55,7 +58,7 @@ export async function resizeSwap(
     return;
   }
   throw new ComputeCtlError(
-    `failed to resize swap: could not run \`${formatCommand(cmd)}\`: process exited with ${describe(status)}`,
+    `failed to resize swap: could not run \`${formatCommand(cmd)}\`: process exited with ${formatExitStatus(status)}`,
   );
 }
 
@@ -66,10 +69,12 @@ export async function setDiskQuota(
   mountpoint: string,
 ): Promise<void> {
   const cmd = [SUDO, SET_DISK_QUOTA_BIN, String(Math.floor(sizeBytes / 1024)), mountpoint];
-  const status = await runHelper(ctx, cmd);
+  const status = await runHelper(ctx, cmd, "failed to set disk quota");
   if (status.code !== 0) {
+    // Upstream's text names the helper without its arguments; the log has them.
+    ctx.log.error(`${formatCommand(cmd)} exited with ${formatExitStatus(status)}`);
     throw new ComputeCtlError(
-      `failed to set disk quota: could not run \`${formatCommand(cmd)}\`: process exited with ${describe(status)}`,
+      `failed to set disk quota: could not run \`${SUDO} ${SET_DISK_QUOTA_BIN}\`: process exited with ${formatExitStatus(status)}`,
     );
   }
   ctx.log.info(`set disk quota of ${mountpoint} to ${sizeBytes} bytes`);
