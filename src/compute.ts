@@ -38,6 +38,7 @@ import {
 import type { StartedCompute } from "./startup/index.ts";
 import type { PostmasterContext } from "./startup/postgres.ts";
 import { ComputeStateStore } from "./state/store.ts";
+import { abortableSleep } from "./state/time.ts";
 
 /** Exit delays after the postmaster is gone (upstream run(), step 12). */
 export const EXIT_DELAY_MS = 300;
@@ -93,7 +94,11 @@ export class ComputeNode {
     const pspec = config.spec ? toParsedSpec(config.spec) : null;
     this.metrics = deps.metrics ?? new ComputeCtlMetrics();
     const metrics = this.metrics;
-    this.catalog = newCatalogState((id) => metrics.migrationFailed(id));
+    this.catalog = newCatalogState({
+      onMigrationFailure: (id) => metrics.migrationFailed(id),
+      extensionsCollectionInterval: params.installedExtensionsCollectionInterval,
+      onInstalledExtensions: (list) => metrics.setInstalledExtensions(list),
+    });
     this.store = new ComputeStateStore({
       log: deps.log,
       initial: { pspec },
@@ -235,6 +240,7 @@ export class ComputeNode {
         const started = await this.deps.startCompute(this.startupContext(pspec));
         this.startConfigurator();
         this.startMonitor(pspec);
+        this.startInstalledExtensionsTask();
         const vmMonitor = await this.startVmMonitor(pspec);
         const status = await started.postgres.exited;
         // No reconfiguration of a postmaster that is gone.
@@ -296,6 +302,26 @@ export class ComputeNode {
         onDetached: () => this.detach(),
       });
     })().catch((e) => this.log.error(`configurator: ${errorChain(e)}`));
+  }
+
+  /** The periodic installed-extensions scan (all modes), while postgres runs. */
+  private startInstalledExtensionsTask(): void {
+    if (this.deps.monitor === false) return;
+    const signal = this.backgroundSignal;
+    void (async () => {
+      const { collectInstalledExtensions, runInstalledExtensionsTask } = await import(
+        "./background/installed-extensions.ts"
+      );
+      await runInstalledExtensionsTask({
+        intervalSeconds: () => this.catalog.extensionsCollectionInterval,
+        scan: () =>
+          collectInstalledExtensions(this.params.connstr, this.log, (list) =>
+            this.catalog.onInstalledExtensions(list),
+          ),
+        sleep: (ms) => abortableSleep(ms, signal),
+        signal,
+      });
+    })().catch((e) => this.log.error(`installed extensions: ${errorChain(e)}`));
   }
 
   /** With AUTOSCALING (Linux): the vm-monitor beside postgres; never restarted. */

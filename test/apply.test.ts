@@ -67,6 +67,20 @@ describe("primary", () => {
         30_000,
       );
       expect(c.child.stderr()).toContain("Finished migration id=12");
+      // The installed-extensions scan after the start: plpgsql in postgres, template1 and app.
+      await waitUntil(
+        "compute_installed_extensions",
+        async () => {
+          const text = await fetch(`http://127.0.0.1:${c.ext}/metrics`).then((r) => r.text());
+          return text.includes(
+            'compute_installed_extensions{extension_name="plpgsql",owned_by_superuser="1",version="1.0"} 3',
+          )
+            ? true
+            : undefined;
+        },
+        20_000,
+      );
+      expect(c.child.stderr()).toContain("[NEON_EXT_STAT]");
       expect((await c.metrics()).config_ms).toBeGreaterThan(0);
 
       // The same spec again: nothing to do, no database connection.

@@ -16,6 +16,7 @@ import { type ParsedSpec, toParsedSpec } from "../spec/parsed-spec.ts";
 import type { ComputeConfig } from "../spec/schema.ts";
 import { statusDebug } from "../state/status.ts";
 import type { ComputeState, ComputeStateStore, StatePredicate } from "../state/store.ts";
+import { abortableSleep } from "../state/time.ts";
 
 export interface ConfiguratorOptions {
   store: ComputeStateStore;
@@ -52,19 +53,6 @@ const wakesConfigurator: StatePredicate = (s) =>
   s.status === "configuration_pending" ||
   s.status === "refresh_configuration_pending" ||
   s.status === "terminated";
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
 
 /** The part of a spec a refresh is about: where the pages come from. */
 export function samePageservers(a: ParsedSpec, b: ParsedSpec): boolean {

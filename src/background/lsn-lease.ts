@@ -17,6 +17,7 @@ import { formatLsn, type Lsn } from "../spec/lsn.ts";
 import type { ParsedSpec } from "../spec/parsed-spec.ts";
 import type { PageserverConnectionInfo } from "../spec/schema.ts";
 import type { ComputeState, ComputeStateStore } from "../state/store.ts";
+import { abortableSleep } from "../state/time.ts";
 import type { PgClient } from "../wire/client.ts";
 import { connectConnstr } from "../wire/connect-connstr.ts";
 
@@ -131,21 +132,6 @@ export async function acquireLeaseLibpq(req: LeaseRequest): Promise<LeaseResult>
 // ---------------------------------------------------------------------------
 // The task
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
 /** Every pageserver of every shard, as upstream's try_acquire_lsn_lease visits them. */
 function leaseTargets(
   info: PageserverConnectionInfo,
@@ -184,7 +170,7 @@ export async function launchLsnLeaseTask(opts: LsnLeaseOptions): Promise<void> {
   if (pspec === null || pspec.mode.kind !== "static") return;
   const { tenant_id: tenantId, timeline_id: timelineId } = pspec;
   const lsn = pspec.mode.lsn;
-  const sleep = opts.sleep ?? defaultSleep;
+  const sleep = opts.sleep ?? abortableSleep;
   const now = opts.now ?? Date.now;
   const acquire = opts.acquire ?? acquireLeaseLibpq;
 

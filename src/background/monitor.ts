@@ -9,7 +9,7 @@ import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { type ComputeStatus, statusDisplay } from "../state/status.ts";
 import type { ComputeStateStore } from "../state/store.ts";
-import { formatRfc3339Z, type Timestamp } from "../state/time.ts";
+import { abortableSleep, formatRfc3339Z, type Timestamp } from "../state/time.ts";
 import { type ActivityQueries, ActivityTracker } from "./activity.ts";
 
 export const MONITOR_CHECK_INTERVAL_MS = 500;
@@ -62,25 +62,12 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
 /** Runs until a stopping status or `signal`; never rejects. */
 export async function runActivityMonitor(o: MonitorOptions): Promise<void> {
   const { store, log, signal } = o;
   const now = o.now ?? store.now;
   const mono = o.monotonicMs ?? (() => performance.now());
-  const sleep = o.sleep ?? defaultSleep;
+  const sleep = o.sleep ?? abortableSleep;
   const timeoutMs = o.checkTimeoutMs ?? MONITOR_CHECK_TIMEOUT_MS;
 
   // compute_ctl's own startup connections are not activity: wait for running.

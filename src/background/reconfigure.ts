@@ -12,6 +12,7 @@ import type { StartupContext } from "../startup/context.ts";
 import { unsupportedSpecFeatures } from "../startup/index.ts";
 import { withTempOverride, writePostgresConf } from "../startup/pgdata-files.ts";
 import { readOvercommitMemory, renderPostgresConf } from "../startup/postgres-conf.ts";
+import { collectionIntervalSeconds } from "./installed-extensions.ts";
 
 export interface ReconfigureOptions {
   /** The catalog apply (primaries only); default startup's applyConfig. */
@@ -49,6 +50,9 @@ export async function reconfigure(
   const { fatal } = unsupportedSpecFeatures(spec);
   if (fatal !== null) throw new ComputeCtlError(fatal);
 
+  ctx.catalog.extensionsCollectionInterval = collectionIntervalSeconds(
+    spec.suspend_timeout_seconds,
+  );
   const owner = ctx.runAs ?? undefined;
   // Same inputs as startup's preparePgdata, so the file differs only by the spec.
   const conf = renderPostgresConf({

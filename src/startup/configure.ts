@@ -100,9 +100,29 @@ function startNeonExtensionUpdate(ctx: StartupContext): void {
   });
 }
 
+/** One installed-extensions scan after a primary is configured (upstream: always). */
+function startInstalledExtensionsScan(ctx: StartupContext): void {
+  void (async () => {
+    const { collectInstalledExtensions } = await import("../background/installed-extensions.ts");
+    await collectInstalledExtensions(ctx.params.connstr, ctx.log, (list) =>
+      ctx.catalog.onInstalledExtensions(list),
+    );
+  })().catch((e) => ctx.log.error(`installed extensions: ${errorMessage(e)}`));
+}
+
 export async function configureAsPrimary(ctx: StartupContext): Promise<void> {
+  await configureCatalog(ctx);
+  // Upstream's post_apply_config and first extension scan, for every primary that got here.
   startNeonExtensionUpdate(ctx);
+  startInstalledExtensionsScan(ctx);
+}
+
+async function configureCatalog(ctx: StartupContext): Promise<void> {
   if (ctx.pspec.spec.skip_pg_catalog_updates) return;
+  const { collectionIntervalSeconds } = await import("../background/installed-extensions.ts");
+  ctx.catalog.extensionsCollectionInterval = collectionIntervalSeconds(
+    ctx.pspec.spec.suspend_timeout_seconds,
+  );
   const { pgdata } = ctx.params;
   const owner = ctx.runAs ?? undefined;
   await withTempOverride(

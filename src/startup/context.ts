@@ -3,6 +3,7 @@
 
 import type { CliOptions } from "../cli.ts";
 import type { Logger } from "../log.ts";
+import type { InstalledExtension } from "../metrics/registry.ts";
 import type { ChildProcess, ProcessRunner, RunAs } from "../process/runner.ts";
 import type { ParsedSpec } from "../spec/parsed-spec.ts";
 import type { ComputeStateStore } from "../state/store.ts";
@@ -26,10 +27,21 @@ export interface CatalogState {
   warned: Set<string>;
   /** A migration failed: upstream's compute_ctl_db_migration_failed_total. */
   onMigrationFailure(id: number): void;
+  /** Seconds between installed-extensions scans, halved (set from suspend_timeout_seconds). */
+  extensionsCollectionInterval: number;
+  /** A scan finished: upstream's compute_installed_extensions. */
+  onInstalledExtensions(list: InstalledExtension[]): void;
 }
 
-export function newCatalogState(onMigrationFailure: (id: number) => void = () => {}): CatalogState {
-  return { prepared: new Map(), warned: new Set(), onMigrationFailure };
+export function newCatalogState(o: Partial<CatalogState> = {}): CatalogState {
+  return {
+    prepared: new Map(),
+    warned: new Set(),
+    onMigrationFailure: () => {},
+    extensionsCollectionInterval: 3600,
+    onInstalledExtensions: () => {},
+    ...o,
+  };
 }
 
 export type StartupParams = Pick<

@@ -45,3 +45,17 @@ export function formatRfc3339Z(ts: Timestamp): string {
 export function formatRfc3339Offset(ts: Timestamp): string {
   return render(ts, "+00:00");
 }
+
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
+export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
