@@ -20,6 +20,7 @@ import {
   authorize,
   decodeClaims,
   parseBearer,
+  SignatureCache,
 } from "./authorize.ts";
 
 const COMPUTE_ID = "compute-1";
@@ -239,6 +240,43 @@ describe("exp (optional, 60 s leeway) and other registered claims", () => {
     const { bearer } = tinyApp();
     const claims = `{"compute_id":"${COMPUTE_ID}","nbf":${nowSeconds() + 3600},"iat":"x","iss":"a","sub":"b"}`;
     await expectOk(await bearer(await signRaw(claims, ed1.privateKey)));
+  });
+});
+
+describe("signature cache", () => {
+  test("a remembered token still expires: exp is checked on every request", async () => {
+    let nowMs = 1_700_000_000_000;
+    const { bearer } = tinyApp({ now: () => nowMs });
+    const token = await sign({ compute_id: COMPUTE_ID, exp: 1_700_000_100 }, ed1.privateKey);
+    await expectOk(await bearer(token));
+    await expectOk(await bearer(token));
+    nowMs = (1_700_000_100 + 61) * 1000;
+    await expectError(await bearer(token), 401, AUTH_ERRORS.verifyFailed);
+  });
+
+  test("a refused signature stays refused, and claims are judged per request", async () => {
+    const { bearer } = tinyApp();
+    const forged = await sign({ compute_id: COMPUTE_ID }, edOther.privateKey);
+    await expectError(await bearer(forged), 401, AUTH_ERRORS.verifyFailed);
+    await expectError(await bearer(forged), 401, AUTH_ERRORS.verifyFailed);
+    const wrongCompute = await sign({ compute_id: "other" }, ed1.privateKey);
+    await expectError(await bearer(wrongCompute), 403, AUTH_ERRORS.invalidComputeId);
+    await expectError(await bearer(wrongCompute), 403, AUTH_ERRORS.invalidComputeId);
+  });
+
+  test("verifies each token once, keeps at most its limit, the oldest leaving first", async () => {
+    const cache = new SignatureCache(2);
+    const calls: string[] = [];
+    const verify = (t: string) => async () => {
+      calls.push(t);
+      return t === "bad" ? null : new TextEncoder().encode(t);
+    };
+    for (const t of ["a", "a", "bad", "bad", "a"]) await cache.payload(t, verify(t));
+    expect(calls).toEqual(["a", "bad"]);
+    await cache.payload("c", verify("c"));
+    expect(cache.size).toBe(2);
+    await cache.payload("a", verify("a"));
+    expect(calls).toEqual(["a", "bad", "c", "a"]);
   });
 });
 
