@@ -134,13 +134,25 @@ class Executor {
     return { statements: this.statements, databasesVisited: this.visited };
   }
 
-  async runPhase(sql: Sql, phase: Phase, database: string): Promise<void> {
+  async runPhase(
+    sql: Sql,
+    phase: Phase,
+    database: string,
+    onSuccess?: (s: Statement) => void,
+  ): Promise<void> {
     const { log } = this.o;
     if (phase.statements.length === 0) return;
     const at = where(database, this.systemDb);
     log.info(`applying ${phase.name}${at}: ${phase.statements.length} statement(s)`);
     for (const s of phase.statements) log.info(`  ${s.display}`);
-    const results = await Promise.allSettled(phase.statements.map((s) => sql.unsafe(s.sql)));
+    const results = await Promise.allSettled(
+      phase.statements.map((s) =>
+        sql.unsafe(s.sql).then((r) => {
+          onSuccess?.(s);
+          return r;
+        }),
+      ),
+    );
     this.statements += phase.statements.length;
     const failed = results.flatMap((r, i) =>
       r.status === "rejected" ? [{ i, reason: r.reason }] : [],
@@ -193,35 +205,63 @@ class Executor {
   }
 
   /**
-   * All tasks, at most `concurrency` at a time, results taken in task order.
-   * Unlike upstream nothing keeps running after the apply returns: every task
-   * settles before the first failure is reported.
+   * Database tasks under one limit of `concurrency` connections. A task may be
+   * started early (`start`), e.g. as soon as its database exists; `finish`
+   * starts the rest and takes the results in task order. Unlike upstream
+   * nothing keeps running after the apply returns: every task settles before
+   * the first failure is reported.
    */
-  async runTasks(tasks: DatabaseTask[], ignore?: (e: unknown) => boolean): Promise<void> {
-    const limit = Math.max(1, Math.floor(this.o.concurrency));
-    const results: Promise<void>[] = new Array(tasks.length);
-    let next = 0;
-    const workers = Array.from({ length: Math.min(limit, tasks.length) }, async () => {
-      while (next < tasks.length) {
-        const i = next++;
-        const p = this.runTask(tasks[i] as DatabaseTask);
-        results[i] = p;
-        await p.catch(() => {});
+  taskGroup(tasks: DatabaseTask[], ignore?: (e: unknown) => boolean) {
+    const limit = new Limiter(Math.max(1, Math.floor(this.o.concurrency)));
+    const started = new Map<DatabaseTask, Promise<void>>();
+    const start = (task: DatabaseTask): Promise<void> => {
+      let p = started.get(task);
+      if (p === undefined) {
+        p = limit.run(() => this.runTask(task));
+        p.catch(() => {});
+        started.set(task, p);
       }
-    });
-    await Promise.all(workers);
-    for (const [i, r] of results.entries()) {
-      try {
-        await r;
-      } catch (e) {
-        if (ignore?.(e)) {
-          this.o.log.warn(
-            `ignoring ${errorMessage(e)} (database ${JSON.stringify(tasks[i]?.database)})`,
-          );
-          continue;
+      return p;
+    };
+    const settle = async () => {
+      await Promise.allSettled(started.values());
+    };
+    const finish = async () => {
+      const results = tasks.map(start);
+      await Promise.allSettled(results);
+      for (const [i, r] of results.entries()) {
+        try {
+          await r;
+        } catch (e) {
+          if (ignore?.(e)) {
+            this.o.log.warn(
+              `ignoring ${errorMessage(e)} (database ${JSON.stringify(tasks[i]?.database)})`,
+            );
+            continue;
+          }
+          throw e;
         }
-        throw e;
       }
+    };
+    return { start, settle, finish };
+  }
+}
+
+/** At most `n` of the functions given to `run` at a time, in the order given. */
+class Limiter {
+  private active = 0;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(private readonly n: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.n) await new Promise<void>((r) => this.queue.push(r));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
     }
   }
 }
@@ -260,9 +300,22 @@ export async function applySpecSql(spec: ComputeSpec, o: ApplyOptions): Promise<
       o.log.warn(w);
     }
     // Step 0: errors about a database that is already gone are not failures (as upstream).
-    await ex.runTasks(plan.preDrop, isMissingDatabase);
-    for (const phase of plan.before) await ex.runPhase(main, phase, ex.systemDb);
-    await ex.runTasks(plan.perDatabase);
+    await ex.taskGroup(plan.preDrop, isMissingDatabase).finish();
+    // A database created by this apply gets its own phases (schema grants) as
+    // soon as it exists: they overlap the CREATE DATABASE of the next ones.
+    const perDatabase = ex.taskGroup(plan.perDatabase);
+    const byDatabase = new Map(plan.perDatabase.map((t) => [t.database, t]));
+    const unlock = (s: Statement) => {
+      const task = s.unlocks === undefined ? undefined : byDatabase.get(s.unlocks);
+      if (task !== undefined) void perDatabase.start(task);
+    };
+    try {
+      for (const phase of plan.before) await ex.runPhase(main, phase, ex.systemDb, unlock);
+    } catch (e) {
+      await perDatabase.settle();
+      throw e;
+    }
+    await perDatabase.finish();
     for (const phase of plan.after) await ex.runPhase(main, phase, ex.systemDb);
     const summary = ex.summary();
     o.log.info(

@@ -335,9 +335,7 @@ describe("RenameRoles", () => {
         { roleDependencies: new Map([["old", new Set(["app"])]]) },
       ),
       {
-        prepared: new Map([
-          ["app", preparedKey("20", { owner: "alice", privilegedRole: P, webAccess: false })],
-        ]),
+        prepared: new Map([["app", preparedKey("20", { privilegedRole: P, webAccess: false })]]),
       },
     );
     expect(taskSql(p, "app", "DeleteDBRoleReferences")).toEqual(references("new", "alice"));
@@ -471,8 +469,8 @@ describe("DropInvalidDatabases and CreateAndAlterDatabases", () => {
 });
 
 describe("per-database tasks", () => {
-  const key = (oid: string, owner: string, webAccess = false, privilegedRole = P) =>
-    preparedKey(oid, { owner, privilegedRole, webAccess });
+  const key = (oid: string, webAccess = false, privilegedRole = P) =>
+    preparedKey(oid, { privilegedRole, webAccess });
 
   test("spec order, then other databases holding a dropped role's objects, then the system db", () => {
     const p = plan(
@@ -497,7 +495,6 @@ describe("per-database tasks", () => {
     ]);
     expect(taskSql(p, "b", "ChangeSchemaPerms")).toEqual([schemaPerms("b", "alice")]);
     expect(p.perDatabase[0]?.prepare).toEqual({
-      owner: "alice",
       privilegedRole: P,
       webAccess: false,
     });
@@ -508,28 +505,12 @@ describe("per-database tasks", () => {
 
   test.each([
     ["nothing recorded", new Map<string, string>(), [], true],
-    ["recorded for this oid and owner", new Map([["app", key("60", "alice")]]), [], false],
-    ["recorded for another oid", new Map([["app", key("99", "alice")]]), [], true],
-    ["recorded for another owner", new Map([["app", key("60", "bob")]]), [], true],
-    [
-      "recorded for another privileged role",
-      new Map([["app", key("60", "alice", false, "x")]]),
-      [],
-      true,
-    ],
-    [
-      "recorded before web_access existed",
-      new Map([["app", key("60", "alice")]]),
-      ["web_access"],
-      true,
-    ],
-    [
-      "recorded with web_access",
-      new Map([["app", key("60", "alice", true)]]),
-      ["web_access"],
-      false,
-    ],
-    ["recorded for another database", new Map([["other", key("60", "alice")]]), [], true],
+    ["recorded for this oid", new Map([["app", key("60")]]), [], false],
+    ["recorded for another oid", new Map([["app", key("99")]]), [], true],
+    ["recorded for another privileged role", new Map([["app", key("60", false, "x")]]), [], true],
+    ["recorded before web_access existed", new Map([["app", key("60")]]), ["web_access"], true],
+    ["recorded with web_access", new Map([["app", key("60", true)]]), ["web_access"], false],
+    ["recorded for another database", new Map([["other", key("60")]]), [], true],
   ])("ChangeSchemaPerms: %s", (_label, prepared, extraRoles, planned) => {
     const roles: Record<string, null> = { alice: null, bob: null };
     for (const r of extraRoles) roles[r] = null;
@@ -543,20 +524,20 @@ describe("per-database tasks", () => {
     const p = plan(
       spec({ roles: [{ name: "web_access" }], databases: [{ name: "app", owner: "alice" }] }),
       c,
-      { prepared: new Map([["app", key("60", "alice")]]) },
+      { prepared: new Map([["app", key("60")]]) },
     );
     expect(p.perDatabase[0]?.prepare?.webAccess).toBe(true);
   });
 
-  test("an owner change re-plans ChangeSchemaPerms for the new owner", () => {
+  test("an owner change of a prepared database needs no new visit", () => {
     const c = withObjects({ alice: null, bob: null }, { app: cdb("60", "bob") });
     const p = plan(spec({ databases: [{ name: "app", owner: "alice" }] }), c, {
-      prepared: new Map([["app", key("60", "bob")]]),
+      prepared: new Map([["app", key("60")]]),
     });
     expect(phaseSql(p, "CreateAndAlterDatabases")).toEqual([
       'ALTER DATABASE "app" OWNER TO "alice"',
     ]);
-    expect(taskSql(p, "app", "ChangeSchemaPerms")).toEqual([schemaPerms("app", "alice")]);
+    expect(taskShape(p.perDatabase)).toEqual([]);
   });
 
   test("a new database is prepared even if a dropped one of that name was", () => {
@@ -564,7 +545,7 @@ describe("per-database tasks", () => {
       spec({ databases: [{ name: "app", owner: "alice" }] }),
       withObjects({ alice: null }, {}),
       {
-        prepared: new Map([["app", key("60", "alice")]]),
+        prepared: new Map([["app", key("60")]]),
       },
     );
     expect(taskShape(p.perDatabase)).toEqual([["app", ["ChangeSchemaPerms"]]]);
@@ -573,7 +554,7 @@ describe("per-database tasks", () => {
   test("a re-created invalid database is prepared again (same oid recorded)", () => {
     const c = withObjects({ alice: null }, { app: cdb("60", "alice", { invalid: true }) });
     const p = plan(spec({ databases: [{ name: "app", owner: "alice" }] }), c, {
-      prepared: new Map([["app", key("60", "alice")]]),
+      prepared: new Map([["app", key("60")]]),
     });
     expect(taskShape(p.perDatabase)).toEqual([["app", ["ChangeSchemaPerms"]]]);
   });
@@ -615,9 +596,9 @@ describe("per-database tasks", () => {
 
 describe("delete_role", () => {
   const prepared = new Map([
-    ["app", preparedKey("70", { owner: "alice", privilegedRole: P, webAccess: false })],
-    ["app2", preparedKey("71", { owner: "alice", privilegedRole: P, webAccess: false })],
-    ["bobs", preparedKey("72", { owner: "bob", privilegedRole: P, webAccess: false })],
+    ["app", preparedKey("70", { privilegedRole: P, webAccess: false })],
+    ["app2", preparedKey("71", { privilegedRole: P, webAccess: false })],
+    ["bobs", preparedKey("72", { privilegedRole: P, webAccess: false })],
   ]);
   const c = (
     deps: string[],
@@ -766,8 +747,8 @@ describe("subscriptions", () => {
   });
 
   const prepared = new Map([
-    ["a", preparedKey("94", { owner: "cloud_admin", privilegedRole: P, webAccess: false })],
-    ["b", preparedKey("95", { owner: "cloud_admin", privilegedRole: P, webAccess: false })],
+    ["a", preparedKey("94", { privilegedRole: P, webAccess: false })],
+    ["b", preparedKey("95", { privilegedRole: P, webAccess: false })],
   ]);
   const subsCatalog = (done: boolean) =>
     withObjects(

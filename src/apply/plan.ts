@@ -96,18 +96,19 @@ export function catalogQuery(spec: ComputeSpec): CatalogQuery {
 }
 
 export interface PreparedFor {
-  owner: string;
   privilegedRole: string;
   webAccess: boolean;
 }
 
 /**
  * The key ChangeSchemaPerms ran for: another database under the same name
- * (another oid), another owner, another privileged role or a web_access role
- * that appeared all need it again.
+ * (another oid), another privileged role or a web_access role that appeared
+ * all need it again. The owner is not part of it: the block only gives schema
+ * public to the owner while cloud_admin or zenith_admin holds it, which the
+ * first run ended, so a later owner change has nothing for it to do.
  */
 export function preparedKey(oid: string, f: PreparedFor): string {
-  return JSON.stringify([oid, f.owner, f.privilegedRole, f.webAccess]);
+  return JSON.stringify([oid, f.privilegedRole, f.webAccess]);
 }
 
 /** Whether the catalog value already is what the spec's password would set. */
@@ -262,7 +263,7 @@ export function planApply(input: PlanInput): ApplyPlan {
     if (references.length > 0) phases.push(phase("DeleteDBRoleReferences", references));
     let prepare: PreparedFor | undefined;
     if (!isSystem && specDb !== undefined) {
-      const wanted = { owner: specDb.owner, privilegedRole: p, webAccess };
+      const wanted = { privilegedRole: p, webAccess };
       const found = catalog.databases.get(name);
       const done =
         found !== undefined &&

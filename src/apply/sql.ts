@@ -16,6 +16,8 @@ export interface Statement {
   object: string;
   /** The text to log: `sql` with any password replaced. */
   display: string;
+  /** Once this succeeds, the per-database phases of this database may start. */
+  unlocks?: string;
 }
 
 function stmt(sql: string, object: string, display = sql): Statement {
@@ -87,8 +89,12 @@ export function createDatabase(db: Pick<Database, "name" | "owner" | "options">)
   );
 }
 
+/** The last statement for a new database: its own phases may start after it. */
 export function grantDatabaseToPrivileged(name: string, p: string): Statement {
-  return stmt(`GRANT ALL PRIVILEGES ON DATABASE ${pgQuote(name)} TO ${p}`, databaseObject(name));
+  return {
+    ...stmt(`GRANT ALL PRIVILEGES ON DATABASE ${pgQuote(name)} TO ${p}`, databaseObject(name)),
+    unlocks: name,
+  };
 }
 
 export function alterDatabaseOwner(name: string, owner: string): Statement {
