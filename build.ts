@@ -89,6 +89,10 @@ const cmd = [
   "--bytecode",
   "--format=esm",
   "--minify",
+  // One chunk per lazily imported part: the entry chunk (CLI, memory tuning) then
+  // loads no more than it needs, so the start-up re-exec (src/process/memory-tuning.ts)
+  // costs ~8 ms instead of ~20, and --help/--version stay small.
+  "--splitting",
   "--no-compile-autoload-dotenv",
   "--no-compile-autoload-bunfig",
   `--define=process.env.COMPUTE_CTL_BUILD_TAG=${JSON.stringify(buildTag)}`,

@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
-export const BINARY = join(ROOT, "dist", "compute_ctl");
+/** The built binary; COMPUTE_CTL_BINARY points elsewhere (as for the process-level tests). */
+export const BINARY = process.env.COMPUTE_CTL_BINARY ?? join(ROOT, "dist", "compute_ctl");
 
 /** The newest PostgreSQL bin directory under /usr/lib/postgresql. */
 export { findTestPgBinDir as pgBinDir } from "../src/testing/pg.ts";
@@ -159,4 +160,91 @@ export function processCpuSeconds(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** VmRSS (resident now) and VmHWM (peak) of process `pid`, in bytes; NaN once it is gone. */
+export function processRss(pid: number): { rss: number; peak: number } {
+  let text = "";
+  try {
+    text = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    // gone
+  }
+  const kb = (key: string) => {
+    const m = new RegExp(`${key}:\\s+(\\d+) kB`).exec(text);
+    return m?.[1] ? Number(m[1]) * 1024 : Number.NaN;
+  };
+  return { rss: kb("VmRSS"), peak: kb("VmHWM") };
+}
+
+/** What one wrk run reports (latencies in µs). */
+export interface WrkResult {
+  requests: number;
+  seconds: number;
+  rps: number;
+  p50us: number;
+  p99us: number;
+  maxUs: number;
+  /** Responses with status ≥ 400 (wrk's "Non-2xx or 3xx responses"). */
+  httpErrors: number;
+  /** connect + read + write + timeout errors. */
+  socketErrors: number;
+}
+
+// wrk's own summary as one JSON line, after its human report.
+const WRK_DONE = `done = function(s, latency, requests)
+  io.write(string.format('WRK_JSON {"requests":%d,"duration_us":%d,"p50":%d,"p99":%d,"max":%d,"status":%d,"socket":%d}\\n',
+    s.requests, s.duration, latency:percentile(50), latency:percentile(99), latency.max,
+    s.errors.status, s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout))
+end
+`;
+
+/** The wrk binary on PATH, or undefined (`apt-get install -y wrk`). */
+export const wrkPath = (): string | undefined => Bun.which("wrk") ?? undefined;
+
+/** One closed-loop wrk run against `url`; throws if wrk fails or prints no summary. */
+export async function runWrk(
+  url: string,
+  opts: { connections: number; threads: number; seconds: number; headers?: Record<string, string> },
+): Promise<WrkResult> {
+  const wrk = wrkPath();
+  if (!wrk) throw new Error("wrk is not installed");
+  const script = join(tmpdir(), `bench-wrk-${process.pid}.lua`);
+  writeFileSync(script, WRK_DONE);
+  const cmd = [
+    wrk,
+    `-t${opts.threads}`,
+    `-c${opts.connections}`,
+    `-d${opts.seconds}s`,
+    "--timeout",
+    "5s",
+    "-s",
+    script,
+    ...Object.entries(opts.headers ?? {}).flatMap(([k, v]) => ["-H", `${k}: ${v}`]),
+    url,
+  ];
+  const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  running.add(p);
+  const [out, err, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
+  running.delete(p);
+  rmSync(script, { force: true });
+  const line = out.split("\n").find((l) => l.startsWith("WRK_JSON "));
+  if (code !== 0 || !line) throw new Error(`wrk exited ${code}: ${err.trim() || out.trim()}`);
+  const j = JSON.parse(line.slice("WRK_JSON ".length)) as Record<string, number>;
+  const seconds = (j.duration_us ?? 0) / 1e6;
+  const requests = j.requests ?? 0;
+  return {
+    requests,
+    seconds,
+    rps: requests / seconds,
+    p50us: j.p50 ?? Number.NaN,
+    p99us: j.p99 ?? Number.NaN,
+    maxUs: j.max ?? Number.NaN,
+    httpErrors: j.status ?? 0,
+    socketErrors: j.socket ?? 0,
+  };
 }

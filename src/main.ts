@@ -3,6 +3,7 @@
 // first /status answer is not held up by modules it does not need.
 import { parseCli, usageText } from "./cli.ts";
 import { ComputeCtlError, errorMessage, UsageError } from "./errors.ts";
+import { applyMemoryTuning } from "./process/memory-tuning.ts";
 import { BUILD_TAG, VERSION } from "./version.ts";
 
 async function main(argv: string[]): Promise<number> {
@@ -24,10 +25,13 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`compute_ctl ${VERSION} (build_tag ${BUILD_TAG}, bun ${Bun.version})\n`);
       return 0;
     case "dev": {
+      applyMemoryTuning();
       const { runDev } = await import("./dev/dev-command.ts");
       return runDev(parsed.options);
     }
     case "run": {
+      // Before anything is spawned: re-executes once with smaller runtime reservations.
+      applyMemoryTuning();
       const { runComputeCtl } = await import("./compute-ctl.ts");
       return runComputeCtl(parsed.options);
     }
