@@ -45,6 +45,8 @@ export const EXIT_DELAY_MS = 300;
 export const EXIT_DELAY_AFTER_FAILURE_MS = 30_000;
 /** How long a termination signal waits for the children it was forwarded to. */
 export const SIGNAL_CHILD_GRACE_MS = 30_000;
+/** After a refresh found the compute detached: SIGQUIT, then SIGKILL after this. */
+export const DETACH_KILL_AFTER_MS = 10_000;
 
 export interface ComputeNodeDeps {
   log: Logger;
@@ -315,8 +317,11 @@ export class ComputeNode {
       await runInstalledExtensionsTask({
         intervalSeconds: () => this.catalog.extensionsCollectionInterval,
         scan: () =>
-          collectInstalledExtensions(this.params.connstr, this.log, (list) =>
-            this.catalog.onInstalledExtensions(list),
+          collectInstalledExtensions(
+            this.params.connstr,
+            this.log,
+            (list) => this.catalog.onInstalledExtensions(list),
+            signal,
           ),
         sleep: (ms) => abortableSleep(ms, signal),
         signal,
@@ -329,7 +334,7 @@ export class ComputeNode {
     const env = this.deps.env ?? process.env;
     if (env.AUTOSCALING === undefined || process.platform !== "linux") return null;
     const { findVmMonitor, startVmMonitor } = await import("./background/vm-monitor.ts");
-    return startVmMonitor({
+    const handle = startVmMonitor({
       runner: this.deps.runner,
       log: this.log,
       path: findVmMonitor(env, process.execPath),
@@ -343,6 +348,12 @@ export class ComputeNode {
           code: status.code !== null ? String(status.code) : String(status.signal),
         }),
     });
+    if (handle !== null) {
+      // A termination signal reaches it like any other tool of ours.
+      this.children.tools.add(handle.child);
+      void handle.exited.then(() => this.children.tools.delete(handle.child));
+    }
+    return handle;
   }
 
   /**
@@ -352,7 +363,10 @@ export class ComputeNode {
    */
   private detach(): void {
     this.detached = true;
-    this.children.postgres?.kill("SIGQUIT");
+    const postgres = this.children.postgres;
+    postgres?.kill("SIGQUIT");
+    // Immediate shutdown is quick; a postgres that does not go is killed.
+    setTimeout(() => postgres?.kill("SIGKILL"), DETACH_KILL_AFTER_MS).unref();
   }
 
   /** The activity monitor (last_active), once the compute runs; ends with the postmaster. */

@@ -240,10 +240,19 @@ async function endpointStart(id: string): Promise<Endpoint> {
   } catch (e) {
     proc.kill("SIGKILL");
     await proc.exited;
+    await killPostgres(pgdata);
     await env.close();
     throw new Error(`${e instanceof Error ? e.message : e}\n${log().slice(-4000)}`);
   }
   return ep;
+}
+
+/** After compute_ctl was killed its postgres may be left: kill that too, and wait. */
+async function killPostgres(pgdata: string): Promise<void> {
+  for (const pid of postgresPids(pgdata)) process.kill(pid, "SIGKILL");
+  await until("no postgres left for this pgdata", () => postgresPids(pgdata).length === 0, {
+    timeoutMs: 15_000,
+  });
 }
 
 async function closeEndpoint(ep: Endpoint): Promise<void> {
@@ -251,6 +260,7 @@ async function closeEndpoint(ep: Endpoint): Promise<void> {
     ep.proc.kill("SIGKILL");
     await ep.proc.exited;
   }
+  await killPostgres(ep.pgdata);
   await ep.env.close();
   await ep.env.removeFiles();
 }

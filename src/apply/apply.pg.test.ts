@@ -299,6 +299,26 @@ describe("roles", () => {
     await q("DROP DATABASE dep_x");
   });
 
+  test("a role renamed and dropped in one spec loses its objects first", async () => {
+    await apply(spec([{ name: "rd_a" }], []));
+    await q(
+      "GRANT CREATE ON SCHEMA public TO rd_a; SET ROLE rd_a; CREATE TABLE public.rd_t (i int)",
+    );
+    await apply(
+      spec([], [], {
+        delta_operations: [
+          { action: "rename_role", name: "rd_a", new_name: "rd_b" },
+          { action: "delete_role", name: "rd_b" },
+        ],
+      }),
+    );
+    expect(await q("SELECT count(*) FROM pg_roles WHERE rolname IN ('rd_a', 'rd_b')")).toBe("0");
+    expect(await q("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'rd_t'")).toBe(
+      "cloud_admin",
+    );
+    await q("DROP TABLE public.rd_t");
+  });
+
   test("a role that owns a spec database cannot be dropped: the error says why", async () => {
     await apply(spec([{ name: "owner_k" }], [{ name: "kept_db", owner: "owner_k" }]));
     const e = await applyError(

@@ -126,3 +126,32 @@ describe("connectionTarget", () => {
     expect((err as Error).message).not.toContain("s3cret");
   });
 });
+
+describe("connectionTarget: query parameters", () => {
+  test("a socket directory, as ?host= or percent-encoded, and the other libpq keys", () => {
+    expect(connectionTarget(new URL("postgresql:///postgres?host=/tmp&port=55432"))).toMatchObject({
+      host: "/tmp",
+      port: 55432,
+      database: "postgres",
+    });
+    expect(
+      connectionTarget(new URL("postgresql://cloud_admin@%2Fvar%2Frun:5432/db")),
+    ).toMatchObject({
+      host: "/var/run",
+      database: "db",
+    });
+    expect(
+      connectionTarget(
+        new URL("postgresql://h:1/x?user=u&dbname=d&sslmode=disable&application_name=a"),
+      ),
+    ).toMatchObject({ host: "h", port: 1, user: "u", database: "d" });
+  });
+
+  test.each([
+    ["postgresql://h/x?target_session_attrs=any", 'query parameter "target_session_attrs"'],
+    ["postgresql://h/x?sslmode=verify-full", "sslmode=verify-full"],
+    ["postgresql://h/x?port=99999", "invalid port"],
+  ])("%s is refused, naming what", (url, what) => {
+    expect(() => connectionTarget(new URL(url))).toThrow(what);
+  });
+});

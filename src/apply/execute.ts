@@ -46,6 +46,8 @@ export class ApplyError extends ComputeCtlError {
 
 export interface ApplyOptions {
   connstr: URL;
+  /** ParsedSpec.timeline_id (the spec's field or its `neon.timeline_id` setting); default the spec's field. */
+  timelineId?: string;
   privilegedRoleName: string;
   /** Databases worked on at once (upstream: max_service_connections or reconfigure_concurrency). */
   concurrency: number;
@@ -91,7 +93,7 @@ class Executor {
   private readonly open = new Set<Sql>();
   private statements = 0;
   private visited = 0;
-  private readonly onAbort = () => this.closeAll();
+  private readonly onAbort = () => void this.closeAll();
 
   constructor(private readonly o: ApplyOptions) {
     this.target = connectionTarget(o.connstr);
@@ -120,14 +122,16 @@ class Executor {
     await sql.end({ timeout: 0 });
   }
 
-  closeAll(): void {
-    for (const sql of this.open) void sql.end({ timeout: 0 });
+  closeAll(): Promise<unknown> {
+    const ending = [...this.open].map((sql) => sql.end({ timeout: 0 }));
     this.open.clear();
+    return Promise.allSettled(ending);
   }
 
-  dispose(): void {
+  /** Nothing of the apply is left open when it returns. */
+  async dispose(): Promise<void> {
     this.o.signal?.removeEventListener("abort", this.onAbort);
-    this.closeAll();
+    await this.closeAll();
   }
 
   summary(): ApplySummary {
@@ -223,8 +227,11 @@ class Executor {
       }
       return p;
     };
+    /** Waits for the tasks already started; their failures are logged (another error wins). */
     const settle = async () => {
-      await Promise.allSettled(started.values());
+      for (const r of await Promise.allSettled(started.values())) {
+        if (r.status === "rejected") this.o.log.error(errorMessage(r.reason));
+      }
     };
     const finish = async () => {
       const results = tasks.map(start);
@@ -279,7 +286,10 @@ export async function applySpecSql(spec: ComputeSpec, o: ApplyOptions): Promise<
   const ex = new Executor(o);
   try {
     const main = ex.connect(ex.systemDb);
-    const catalog = await readCatalog(main, catalogQuery(spec)).catch((e: unknown) => {
+    const catalog = await readCatalog(
+      main,
+      catalogQuery(spec, o.timelineId ?? spec.timeline_id ?? ""),
+    ).catch((e: unknown) => {
       throw new ApplyError(`apply_spec_sql: reading the catalog: ${errorMessage(e)}`, {
         phase: "ReadCatalog",
         database: ex.systemDb,
@@ -323,6 +333,6 @@ export async function applySpecSql(spec: ComputeSpec, o: ApplyOptions): Promise<
     );
     return summary;
   } finally {
-    ex.dispose();
+    await ex.dispose();
   }
 }

@@ -983,6 +983,47 @@ describe("catalogQuery", () => {
       { rolesToDrop: ["a", "b"], dropSubscriptionsTimeline: TEST_TIMELINE },
     ],
   ])("%s", (_label, s, query) => {
-    expect(catalogQuery(s)).toEqual(query);
+    expect(catalogQuery(s, TEST_TIMELINE)).toEqual(query);
   });
+});
+
+describe("catalogQuery: renames and the timeline", () => {
+  test("a role renamed and dropped in one spec is looked up under its old name too", () => {
+    const s = spec({
+      delta: [
+        { action: "rename_role", name: "a", new_name: "b" },
+        { action: "rename_role", name: "b", new_name: "c" },
+        { action: "delete_role", name: "c" },
+      ],
+    });
+    expect([...catalogQuery(s, TEST_TIMELINE).rolesToDrop].sort()).toEqual(["a", "b", "c"]);
+  });
+
+  test("the timeline is the one given (ParsedSpec's), not only the spec field", () => {
+    const s = spec({ extra: { drop_subscriptions_before_start: true, timeline_id: null } });
+    expect(catalogQuery(s, "f".repeat(32)).dropSubscriptionsTimeline).toBe("f".repeat(32));
+  });
+});
+
+test("a new database used as TEMPLATE by another is not unlocked early", () => {
+  const p = planApply({
+    spec: spec({
+      databases: [
+        { name: "base", owner: "alice" },
+        {
+          name: "copy",
+          owner: "alice",
+          options: [{ name: "TEMPLATE", value: "base", vartype: "string_noquote" }],
+        },
+      ],
+    }),
+    catalog: withObjects({ alice: null }, {}),
+    privilegedRoleName: P,
+    systemDb: "postgres",
+    prepared: new Map(),
+  });
+  const grants = (
+    p.before.find((ph) => ph.name === "CreateAndAlterDatabases")?.statements ?? []
+  ).filter((st) => st.sql.startsWith("GRANT"));
+  expect(grants.map((g) => g.unlocks)).toEqual([undefined, "copy"]);
 });

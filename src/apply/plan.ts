@@ -85,13 +85,27 @@ function newName(op: { action: string; name: string; new_name: string | null }):
   return op.new_name;
 }
 
-/** What readCatalog must read for this spec. */
-export function catalogQuery(spec: ComputeSpec): CatalogQuery {
+/**
+ * What readCatalog must read for this spec. `timelineId` is the parsed spec's
+ * (it falls back to the `neon.timeline_id` setting, as upstream's).
+ */
+export function catalogQuery(spec: ComputeSpec, timelineId: string): CatalogQuery {
+  // A role renamed and dropped in the same spec still has its old name when the
+  // catalog is read: ask for every name it had.
+  const names = new Set<string>();
+  for (const op of deltaOps(spec, "delete_role")) {
+    let name = op.name;
+    names.add(name);
+    for (const rename of deltaOps(spec, "rename_role").reverse()) {
+      if (rename.new_name === name) {
+        name = rename.name;
+        names.add(name);
+      }
+    }
+  }
   return {
-    rolesToDrop: deltaOps(spec, "delete_role").map((op) => op.name),
-    dropSubscriptionsTimeline: spec.drop_subscriptions_before_start
-      ? (spec.timeline_id ?? "")
-      : null,
+    rolesToDrop: [...names],
+    dropSubscriptionsTimeline: spec.drop_subscriptions_before_start ? timelineId : null,
   };
 }
 
@@ -224,6 +238,21 @@ export function planApply(input: PlanInput): ApplyPlan {
     } else if (existing.owner !== db.owner) {
       dbs.set(db.name, { ...existing, owner: db.owner });
       dbStatements.push(S.alterDatabaseOwner(db.name, db.owner));
+    }
+  }
+  // A new database's own phases may start as soon as it exists, unless a
+  // database created after it uses it as TEMPLATE (a connection would block that).
+  const templates = new Set(
+    spec.cluster.databases.flatMap((d) =>
+      (d.options ?? []).flatMap((o) =>
+        o.name.toUpperCase() === "TEMPLATE" && o.value !== null ? [o.value] : [],
+      ),
+    ),
+  );
+  for (const [i, st] of dbStatements.entries()) {
+    if (st.unlocks !== undefined && templates.has(st.unlocks)) {
+      const { unlocks: _, ...rest } = st;
+      dbStatements[i] = rest;
     }
   }
   before.push(phase("CreateAndAlterDatabases", dbStatements));

@@ -340,6 +340,22 @@ describe("refresh_configuration", () => {
     await loop;
   });
 
+  test("reviving a failed compute applies the fetched spec even with the same pageservers, and clears the error", async () => {
+    const current = spec(1);
+    const h = setup({ fetchConfig: async () => config(current) });
+    startCompute(h.store);
+    h.store.update({ pspec: current });
+    h.failWith(() => (h.applied.length === 1 ? new Error("boom") : undefined));
+    const loop = h.start();
+    expect((await configure(h.store, spec(2))).status).toBe("failed");
+    expect(h.store.state.error).toBe("boom");
+    await refreshRequested(h.store);
+    expect(h.applied).toHaveLength(2);
+    expect(h.store.state.error).toBeNull();
+    h.shutdown.abort();
+    await loop;
+  });
+
   test("a failing reconfiguration is retried from refresh_configuration_pending", async () => {
     let attempts = 0;
     const h = setup({ fetchConfig: async () => config(moved) });

@@ -143,7 +143,9 @@ async function refresh(
     return "detached";
   }
   const current = store.state.pspec;
-  if (current !== null && samePageservers(current, pspec)) {
+  // Reviving a failed compute: its stored spec never applied, so apply this one.
+  const reviving = store.state.error !== null;
+  if (!reviving && current !== null && samePageservers(current, pspec)) {
     log.info("refreshed configuration has the same pageservers; waiting for the control plane");
     store.setStatus("running");
     await sleep(REFRESH_RETRY_MS);
@@ -155,7 +157,7 @@ async function refresh(
     // Not installed: the retry compares against the spec that still runs.
     return retry(`could not apply the refreshed configuration: ${errorChain(e)}`);
   }
-  store.update({ pspec });
+  store.update({ pspec, error: null });
   log.info("compute node configuration refreshed");
   store.setStatus("running");
   return "done";

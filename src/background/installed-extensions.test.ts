@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { connectionTarget, openConnection } from "../apply/connection.ts";
 import { memoryLogger } from "../log.ts";
+import { abortableSleep } from "../state/time.ts";
 import { startTestCluster, type TestCluster } from "../testing/pg-cluster.ts";
 import {
   aggregateExtensions,
@@ -112,4 +113,27 @@ describe("scanInstalledExtensions (real postgres)", () => {
       await system.end({ timeout: 0 });
     }
   });
+});
+
+test("a zero interval means no periodic scan (not a scan loop)", async () => {
+  let scans = 0;
+  await runInstalledExtensionsTask({
+    intervalSeconds: () => 0,
+    scan: async () => {
+      scans++;
+    },
+    sleep: async () => {},
+    signal: new AbortController().signal,
+  });
+  expect(scans).toBe(0);
+});
+
+test("abortableSleep beyond setTimeout's 2^31-1 ms limit does not fire early", async () => {
+  const stop = new AbortController();
+  const slept = abortableSleep(2 ** 32, stop.signal).then(() => "slept");
+  // Overflowing timers fire after 1 ms: 50 ms is plenty to see that go wrong.
+  const window = new Promise<string>((r) => setTimeout(() => r("still sleeping"), 50));
+  expect(await Promise.race([slept, window])).toBe("still sleeping");
+  stop.abort();
+  expect(await slept).toBe("slept");
 });

@@ -80,6 +80,7 @@ export async function collectInstalledExtensions(
   connstr: URL,
   log: Logger,
   publish: (list: InstalledExtension[]) => void,
+  signal?: AbortSignal,
 ): Promise<void> {
   const { connectionTarget, openConnection } = await import("../apply/connection.ts");
   const target = connectionTarget(connstr);
@@ -89,12 +90,24 @@ export async function collectInstalledExtensions(
       applicationName: "compute_ctl:get_installed_extensions",
       log,
     });
-  const system = open();
+  // Every connection of the scan ends when compute_ctl shuts down.
+  const opened = new Set<Sql>();
+  const track = (database?: string) => {
+    const sql = open(database);
+    opened.add(sql);
+    return sql;
+  };
+  const endAll = () => {
+    for (const sql of opened) void sql.end({ timeout: 0 });
+  };
+  signal?.addEventListener("abort", endAll, { once: true });
+  const system = track();
   try {
-    publish(await scanInstalledExtensions({ system, connect: open, log }));
+    publish(await scanInstalledExtensions({ system, connect: track, log }));
   } catch (e) {
-    log.error(`could not get installed extensions: ${errorMessage(e)}`);
+    if (!signal?.aborted) log.error(`could not get installed extensions: ${errorMessage(e)}`);
   } finally {
+    signal?.removeEventListener("abort", endAll);
     await system.end({ timeout: 0 });
   }
 }
@@ -112,6 +125,9 @@ export async function runInstalledExtensionsTask(o: {
   let interval = 0;
   while (!o.signal.aborted) {
     interval = Math.max(interval, o.intervalSeconds());
+    // A zero interval (e.g. `--installed-extensions-collection-interval 0`) would
+    // scan every database back to back: no periodic scan then.
+    if (interval <= 0) return;
     await o.sleep(2 * interval * 1000);
     if (o.signal.aborted) return;
     await o.scan();

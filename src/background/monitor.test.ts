@@ -206,7 +206,6 @@ describe("waiting for running", () => {
 
 describe("stopping", () => {
   test.each<[ComputeStatus, ComputeStatus[]]>([
-    ["failed", ["configuration_pending", "configuration", "failed"]],
     ["termination_pending_fast", ["termination_pending_fast"]],
     ["termination_pending_immediate", ["termination_pending_immediate"]],
     ["terminated", ["termination_pending_fast", "terminated"]],
@@ -226,6 +225,29 @@ describe("stopping", () => {
       matching(h.lines, `compute is in ${statusDisplay(status)} status, stopping compute monitor`),
     ).toHaveLength(1);
     expect(h.lines.at(-1)).toContain("compute monitor thread terminated gracefully");
+  });
+
+  test("failed pauses the monitor (connection closed); a revived compute is monitored again", async () => {
+    const h = running(
+      setup({
+        iterations: 4,
+        afterIteration: (i, h) => {
+          if (i !== 2) return;
+          h.setStatuses("configuration_pending", "configuration", "failed");
+          // A refresh brings it back later, while the monitor waits.
+          setTimeout(() =>
+            h.setStatuses("refresh_configuration_pending", "refresh_configuration", "running"),
+          );
+        },
+      }),
+    );
+    await h.start();
+    expect(h.checks).toBe(4);
+    expect(h.conns.map((c) => c.closes)).toEqual([1, 1]);
+    expect(matching(h.lines, "compute is in failed status, stopping compute monitor")).toHaveLength(
+      1,
+    );
+    expect(matching(h.lines, "compute is running again, resuming compute monitor")).toHaveLength(1);
   });
 
   test("configuration_pending does not stop the monitor", async () => {

@@ -109,9 +109,27 @@ export async function runActivityMonitor(o: MonitorOptions): Promise<void> {
     }
   };
 
+  // Ours: a failed compute that a refresh brings back is monitored again
+  // (upstream's monitor stops for good, but nothing upstream revives a failed compute).
+  const resumed = async (): Promise<boolean> => {
+    if (signal.aborted || store.status !== "failed") return false;
+    const st = await store
+      .waitFor((s) => s.status === "running" || (STOPPING.has(s.status) && s.status !== "failed"), {
+        signal,
+      })
+      .catch(() => null);
+    if (st?.status !== "running") return false;
+    log.info("compute is running again, resuming compute monitor");
+    return true;
+  };
+
   log.info("starting compute monitor");
   try {
-    while (!interrupted()) {
+    for (;;) {
+      if (interrupted()) {
+        await drop();
+        if (!(await resumed())) break;
+      }
       if (conn === null) {
         // A synchronous throw from connect is a failed connect like any other.
         const connecting = Promise.resolve().then(() => o.connect());

@@ -37,6 +37,7 @@ export async function applyConfig(ctx: StartupContext, trigger: ApplyTrigger): P
   await applySpecSql(spec, {
     connstr: ctx.params.connstr,
     privilegedRoleName: ctx.params.privilegedRoleName,
+    timelineId: ctx.pspec.timeline_id,
     concurrency: trigger === "startup" ? startupConcurrency(spec) : reconfigureConcurrency(spec),
     log: ctx.log,
     signal: ctx.signal,
@@ -104,8 +105,11 @@ function startNeonExtensionUpdate(ctx: StartupContext): void {
 function startInstalledExtensionsScan(ctx: StartupContext): void {
   void (async () => {
     const { collectInstalledExtensions } = await import("../background/installed-extensions.ts");
-    await collectInstalledExtensions(ctx.params.connstr, ctx.log, (list) =>
-      ctx.catalog.onInstalledExtensions(list),
+    await collectInstalledExtensions(
+      ctx.params.connstr,
+      ctx.log,
+      (list) => ctx.catalog.onInstalledExtensions(list),
+      ctx.signal,
     );
   })().catch((e) => ctx.log.error(`installed extensions: ${errorMessage(e)}`));
 }

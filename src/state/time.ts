@@ -46,16 +46,26 @@ export function formatRfc3339Offset(ts: Timestamp): string {
   return render(ts, "+00:00");
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
+/** setTimeout's limit: a longer delay fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects). Any length. */
 export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
+    const end = performance.now() + ms;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const done = () => {
       clearTimeout(timer);
       signal.removeEventListener("abort", done);
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    const arm = () => {
+      const left = end - performance.now();
+      if (left <= 0) return done();
+      timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+    };
     signal.addEventListener("abort", done, { once: true });
+    arm();
   });
 }
