@@ -482,6 +482,20 @@ describe("usage errors", () => {
     ],
     ["connstr empty", [...base("C"), "--connstr="], "cannot parse connstr as a URL"],
     [
+      "connstr with a libpq parameter compute_ctl does not honour",
+      [
+        ...base("C"),
+        "-C",
+        "postgresql://cloud_admin@localhost:55432/postgres?target_session_attrs=any",
+      ],
+      '--connstr: query parameter "target_session_attrs" is not supported',
+    ],
+    [
+      "connstr that is not postgres://",
+      [...base("C"), "-C", "http://cloud_admin@localhost:55432/postgres"],
+      "--connstr must be a postgres:// URL, got http://",
+    ],
+    [
       "http-port 65535 in lakebase mode",
       [...base(), "--http-port", "65535", "--lakebase-mode", "true"],
       "--http-port: invalid value '65535'",

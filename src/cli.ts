@@ -4,7 +4,8 @@
 // ""), so tokens are scanned here, strictly and in clap's way, from the same table.
 import type { BooleanArgDef, EnumArgDef, StringArgDef } from "citty";
 import { defineCommand } from "citty";
-import { ComputeCtlError, UsageError } from "./errors.ts";
+import { ComputeCtlError, errorMessage, UsageError } from "./errors.ts";
+import { connectionTarget } from "./spec/compute-connstr.ts";
 
 const PROGRAM = "compute_ctl";
 const DESCRIPTION = "Postgres compute supervisor (compute_ctl drop-in)";
@@ -483,6 +484,12 @@ function resolve(given: Given, env: Env): CliOptions {
     connstr = new URL(connstrRaw);
   } catch {
     throw invalid("connstr", connstrRaw, "cannot parse connstr as a URL");
+  }
+  try {
+    // Ours: what the SQL connections will read of it, checked now rather than at apply time.
+    connectionTarget(connstr);
+  } catch (e) {
+    throw new UsageError(errorMessage(e));
   }
 
   const lakebaseMode = parseBool("lakebase-mode", req("lakebase-mode"));
