@@ -3,6 +3,7 @@
 // first /status answer is not held up by modules it does not need.
 import { parseCli, usageText } from "./cli.ts";
 import { ComputeCtlError, errorMessage, UsageError } from "./errors.ts";
+import { stderr } from "./log.ts";
 import { applyMemoryTuning } from "./process/memory-tuning.ts";
 import { BUILD_TAG, VERSION } from "./version.ts";
 
@@ -42,7 +43,8 @@ try {
   process.exit(await main(process.argv.slice(2)));
 } catch (e) {
   // Last resort: one line, never a stack trace (set COMPUTE_CTL_DEBUG=1 for one).
-  process.stderr.write(`Error: ${errorMessage(e)}\n`);
-  if (process.env.COMPUTE_CTL_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  // Through the log's writer, so it comes after the lines still pending there.
+  stderr.write(`Error: ${errorMessage(e)}\n`);
+  if (process.env.COMPUTE_CTL_DEBUG && e instanceof Error) stderr.write(`${e.stack}\n`);
   process.exit(e instanceof ComputeCtlError ? e.exitCode : 1);
 }

@@ -7,18 +7,17 @@ import type { Logger } from "../log.ts";
 
 const JSON_TYPE = { "content-type": "application/json" } as const;
 
-export function jsonResponse(
-  body: unknown,
-  status = 200,
-  headers?: Record<string, string>,
-): Response {
-  const h = new Headers(headers);
-  h.set("content-type", "application/json");
-  return new Response(JSON.stringify(body), { status, headers: h });
+export function jsonResponse(body: unknown, status = 200): Response {
+  return jsonTextResponse(JSON.stringify(body), status);
+}
+
+/** A body already encoded (the hot GETs keep theirs per state snapshot). */
+export function jsonTextResponse(json: string, status = 200): Response {
+  return new Response(json, { status, headers: JSON_TYPE });
 }
 
 export function errorResponse(status: number, message: string): Response {
-  return new Response(JSON.stringify({ error: message }), { status, headers: JSON_TYPE });
+  return jsonTextResponse(JSON.stringify({ error: message }), status);
 }
 
 /** Maps anything a handler throws to a status and `{"error": …}`, never a stack trace. */

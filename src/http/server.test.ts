@@ -99,6 +99,50 @@ describe("response shaping", () => {
     );
   });
 
+  test("one access line per request, with its request id, also for 404/405 and async errors", async () => {
+    const routes: Route[] = [
+      {
+        method: "GET",
+        path: "/later",
+        auth: false,
+        handler: async () => {
+          throw new ConfigError("late");
+        },
+      },
+    ];
+    const { app, lines } = setup(routes);
+    const headers = { "x-request-id": "r7" };
+    await app.request("/status", { headers });
+    await app.request("/nope", { headers });
+    await app.request("/status", { method: "POST", headers });
+    const late = await app.request("/later", { headers });
+    expect(late.status).toBe(400);
+    expect(late.headers.get("x-request-id")).toBe("r7");
+    expect(lines.filter((l) => l.includes("request_id=")).map((l) => l.slice(25))).toEqual([
+      " INFO GET /status request_id=r7",
+      " INFO GET /nope request_id=r7",
+      " INFO POST /status request_id=r7",
+      " INFO GET /later request_id=r7",
+    ]);
+  });
+
+  test("the /status and /metrics.json bodies follow every state change", async () => {
+    const { app, store } = setup();
+    const status = async () =>
+      ((await (await app.request("/status")).json()) as { status: string }).status;
+    const waited = async () =>
+      ((await (await app.request("/metrics.json")).json()) as { wait_for_spec_ms: number })
+        .wait_for_spec_ms;
+    expect([await status(), await status()]).toEqual(["empty", "empty"]);
+    store.setStatus("configuration_pending");
+    expect(await status()).toBe("configuration_pending");
+    expect(await waited()).toBe(0);
+    store.setMetric("wait_for_spec_ms", 12);
+    expect([await waited(), await waited()]).toEqual([12, 12]);
+    store.setMetric("wait_for_spec_ms", 13);
+    expect(await waited()).toBe(13);
+  });
+
   test("thrown errors become {error} JSON with the error's status, logged", async () => {
     const routes: Route[] = [
       {

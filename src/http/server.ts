@@ -1,10 +1,11 @@
 // The external (3080) and internal (3081) servers: Hono apps on Bun.serve,
 // assembled from route tables. Both listen on `::` (dual stack, as upstream).
 
-import { Hono, type MiddlewareHandler } from "hono";
+import { type Context, Hono } from "hono";
 import { ComputeCtlError, errorMessage } from "../errors.ts";
-import type { Logger } from "../log.ts";
-import { requestId } from "./middleware/request-id.ts";
+import { infoLine, type Logger } from "../log.ts";
+import type { Authorizer } from "./middleware/authorize.ts";
+import { requestIdFor, withRequestId, X_REQUEST_ID } from "./middleware/request-id.ts";
 import { emptyResponse, responseForError } from "./respond.ts";
 import type { ApiContext, HonoEnv, Route } from "./route.ts";
 import { configureRoute } from "./routes/configure.ts";
@@ -29,35 +30,61 @@ export const INTERNAL_ROUTES: readonly Route[] = [refreshConfigurationRoute];
 
 export interface AppOptions {
   /** Applied to routes with `auth: true` (the external server's JWT check). */
-  authorize?: MiddlewareHandler<HonoEnv>;
+  authorize?: Authorizer;
 }
 
 function pathMatches(pattern: string, path: string): boolean {
   return pattern.endsWith("/*") ? path.startsWith(pattern.slice(0, -1)) : pattern === path;
 }
 
+/**
+ * Upstream's layers (request id, access log, request id on the response, then
+ * the JWT check on authenticated routes) run inline in each route's one Hono
+ * handler rather than as `app.use` middleware: a chain of async middleware
+ * cost more CPU per request than the rest of a /status answer, and a token
+ * seen before is judged synchronously.
+ */
 export function buildApp(
   routes: readonly Route[],
   ctx: ApiContext,
   opts: AppOptions = {},
 ): Hono<HonoEnv> {
   const app = new Hono<HonoEnv>();
-  app.use("*", requestId());
-  app.use("*", async (c, next) => {
-    ctx.log.info(`${c.req.method} ${c.req.path}`, `request_id=${c.get("requestId")}`);
-    await next();
-  });
+  const begin = (c: Context<HonoEnv>): string => {
+    const id = requestIdFor(c.req.header(X_REQUEST_ID));
+    c.set("requestId", id);
+    infoLine(ctx.log, `${c.req.method} ${c.req.path} request_id=${id}`);
+    return id;
+  };
+  const answer = (res: Response | Promise<Response>, id: string) =>
+    res instanceof Promise ? res.then((r) => withRequestId(r, id)) : withRequestId(res, id);
+
   for (const r of routes) {
-    if (r.auth && opts.authorize) app.use(r.path, opts.authorize);
-    app.on(r.method, r.path, (c) => r.handler(c, ctx));
+    const check = r.auth ? opts.authorize : undefined;
+    app.on(r.method, r.path, (c): Response | Promise<Response> => {
+      const id = begin(c);
+      const denied = check?.(c.req.header("authorization"));
+      if (denied === undefined) return answer(r.handler(c, ctx), id);
+      if (denied instanceof Response) return withRequestId(denied, id);
+      return denied.then((d) => answer(d ?? r.handler(c, ctx), id));
+    });
   }
-  // Unknown path: 404, empty body. Known path, other method: 405, empty body.
+  // Unknown path: 404, empty body. Known path, other method: 405, empty body
+  // (without the JWT check, as upstream's fallback after its auth layer).
   app.notFound((c) => {
+    const id = begin(c);
     const allowed = routes.filter((r) => pathMatches(r.path, c.req.path)).map((r) => r.method);
-    if (allowed.length > 0) return emptyResponse(405, { allow: [...new Set(allowed)].join(", ") });
-    return emptyResponse(404);
+    if (allowed.length > 0) {
+      return withRequestId(emptyResponse(405, { allow: [...new Set(allowed)].join(", ") }), id);
+    }
+    return withRequestId(emptyResponse(404), id);
   });
-  app.onError((err) => responseForError(err, ctx.log));
+  app.onError((err, c) =>
+    withRequestId(
+      responseForError(err, ctx.log),
+      c.get("requestId") ?? requestIdFor(c.req.header(X_REQUEST_ID)),
+    ),
+  );
   return app;
 }
 

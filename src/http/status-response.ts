@@ -24,3 +24,19 @@ export function computeStatusResponse(s: ComputeState): ComputeStatusResponse {
     error: s.error,
   };
 }
+
+let lastState: ComputeState | undefined;
+let lastBody = "";
+
+/**
+ * The /status body as JSON text. Snapshots are immutable, so the text of the
+ * latest one is kept: a control plane polls /status far more often than the
+ * state changes.
+ */
+export function statusResponseJson(s: ComputeState): string {
+  if (s !== lastState) {
+    lastBody = JSON.stringify(computeStatusResponse(s));
+    lastState = s;
+  }
+  return lastBody;
+}

@@ -3,6 +3,8 @@
 // lines joined with U+200B, so log collectors see a multi-line record (a
 // query, a DETAIL) as one line. Callers grep for `PG:`.
 
+import { stderr } from "../log.ts";
+
 /** A postgres log line that starts a new record (log_line_prefix starts with %m or %t). */
 export const PG_RECORD_START = /^\d+-\d{2}-\d{2} \d{2}:\d{2}:\d{2}/;
 export const PG_LINE_JOINER = "\u200B";
@@ -19,9 +21,9 @@ export const realScheduler: Scheduler = {
   clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
 };
 
-/** Upstream writes each record straight to its stderr, bypassing the logger. */
+/** Upstream writes each record straight to its stderr, bypassing the logger (same stream, same order). */
 export function writeToStderr(record: string): void {
-  process.stderr.write(`${record}\n`);
+  stderr.write(`${record}\n`);
 }
 
 export interface PgLogOptions {

@@ -5,14 +5,12 @@
 // JWS signature; the claims checks are ours because jose's `jwtVerify` always
 // checks `nbf` and `iat` and types `exp` differently from jsonwebtoken.
 
-import type { MiddlewareHandler } from "hono";
 import type { JWK } from "jose";
 import type { compactVerify } from "jose/jws/compact/verify";
 import type { importJWK } from "jose/key/import";
 import type { Logger } from "../../log.ts";
 import type { Jwk } from "../../spec/index.ts";
 import { errorResponse } from "../respond.ts";
-import type { HonoEnv } from "../route.ts";
 
 export const COMPUTE_AUDIENCE = "compute";
 export const ADMIN_SCOPE = "compute_ctl:admin";
@@ -61,12 +59,10 @@ export function acceptedAlgorithm(keys: readonly Jwk[]): JwtAlgorithm {
 export function parseBearer(header: string | undefined): string | undefined {
   if (header === undefined || header.length <= 6 || header[6] !== " ") return undefined;
   if (header.slice(0, 6).toLowerCase() !== "bearer") return undefined;
-  for (let i = 0; i < header.length; i++) {
-    const c = header.charCodeAt(i);
-    if ((c < 0x20 || c > 0x7e) && c !== 0x09) return undefined;
-  }
+  if (!VISIBLE_ASCII.test(header)) return undefined;
   return header.slice(7);
 }
+const VISIBLE_ASCII = /^[\t\x20-\x7e]*$/;
 
 /**
  * jsonwebtoken's `exp`: a non-negative finite number, rounded; anything else
@@ -82,11 +78,17 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/** A verified token's claims, and its `exp` (checked on each use). */
+export interface TokenClaims {
+  claims: ComputeClaims;
+  exp: number | undefined;
+}
+
 /**
- * Decodes a verified JWS payload as upstream does (serde into `ComputeClaims`
- * after jsonwebtoken's `exp` check); `undefined` means "failed to verify".
+ * Decodes a verified JWS payload as upstream does (serde into `ComputeClaims`);
+ * `undefined` means "failed to verify". `exp` is judged separately, per request.
  */
-export function decodeClaims(payload: Uint8Array, nowMs: number): ComputeClaims | undefined {
+export function parseClaims(payload: Uint8Array): TokenClaims | undefined {
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
@@ -95,9 +97,6 @@ export function decodeClaims(payload: Uint8Array, nowMs: number): ComputeClaims 
   }
   if (!isRecord(json)) return undefined;
 
-  const exp = numericDate(json.exp);
-  if (exp !== undefined && exp < Math.floor(nowMs / 1000) - EXP_LEEWAY_SECONDS) return undefined;
-
   const { compute_id, scope, aud } = json;
   if (compute_id != null && typeof compute_id !== "string") return undefined;
   if (scope != null && scope !== ADMIN_SCOPE) return undefined;
@@ -105,10 +104,21 @@ export function decodeClaims(payload: Uint8Array, nowMs: number): ComputeClaims 
     return undefined;
   }
   return {
-    compute_id: compute_id ?? null,
-    scope: scope ?? null,
-    aud: aud ?? null,
+    claims: { compute_id: compute_id ?? null, scope: scope ?? null, aud: aud ?? null },
+    exp: numericDate(json.exp),
   };
+}
+
+/** jsonwebtoken's `exp` check with its default leeway. */
+export function expired(exp: number | undefined, nowMs: number): boolean {
+  return exp !== undefined && exp < Math.floor(nowMs / 1000) - EXP_LEEWAY_SECONDS;
+}
+
+/** `parseClaims` plus the `exp` check at `nowMs`, as jsonwebtoken's decode does both. */
+export function decodeClaims(payload: Uint8Array, nowMs: number): ComputeClaims | undefined {
+  const parsed = parseClaims(payload);
+  if (parsed === undefined || expired(parsed.exp, nowMs)) return undefined;
+  return parsed.claims;
 }
 
 interface KeyCandidate {
@@ -207,13 +217,14 @@ async function verifiedPayload(
 export const VERIFIED_TOKEN_CACHE_SIZE = 256;
 
 /**
- * Signature checks by token. The keys are fixed for the life of the process,
- * so a signature verified once stays verified; `exp` and the other claims are
- * still checked on every request. The control plane reuses one token, so this
- * turns ~100–200 µs of Ed25519 per request into a map lookup.
+ * Signature checks by `Authorization` header. The keys are fixed for the life
+ * of the process, so a signature verified once stays verified; `exp` and the
+ * claims are still judged on every request. The control plane reuses one
+ * token, so this turns ~100–200 µs of Ed25519 per request into a map lookup,
+ * answered synchronously.
  */
-export class SignatureCache {
-  private readonly entries = new Map<string, Uint8Array | null>();
+export class SignatureCache<T> {
+  private readonly entries = new Map<string, T>();
 
   constructor(private readonly limit = VERIFIED_TOKEN_CACHE_SIZE) {}
 
@@ -221,23 +232,31 @@ export class SignatureCache {
     return this.entries.size;
   }
 
-  async payload(
-    token: string,
-    verify: () => Promise<Uint8Array | null>,
-  ): Promise<Uint8Array | null> {
-    const hit = this.entries.get(token);
+  /** The remembered result, or a promise of `verify()`'s, remembered once it settles. */
+  payload(key: string, verify: () => Promise<T>): T | Promise<T> {
+    const hit = this.entries.get(key);
     if (hit !== undefined) return hit;
-    const payload = await verify();
-    if (this.entries.size >= this.limit) {
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
-    }
-    this.entries.set(token, payload);
-    return payload;
+    return verify().then((result) => {
+      if (this.entries.size >= this.limit) {
+        const oldest = this.entries.keys().next().value;
+        if (oldest !== undefined) this.entries.delete(oldest);
+      }
+      this.entries.set(key, result);
+      return result;
+    });
   }
 }
 
-export function authorize(opts: AuthorizeOptions): MiddlewareHandler<HonoEnv> {
+/**
+ * Upstream's decision for one request: `undefined` lets it through, else the
+ * error response. Synchronous for a token seen before (the hot path of a
+ * control plane polling /status), a promise while a signature is checked.
+ */
+export type Authorizer = (
+  authorization: string | undefined,
+) => Response | undefined | Promise<Response | undefined>;
+
+export function authorize(opts: AuthorizeOptions): Authorizer {
   const { computeId, log } = opts;
   const now = opts.now ?? Date.now;
   const bypass = opts.instanceId !== undefined;
@@ -256,25 +275,16 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<HonoEnv> {
     }, 0).unref();
   }
 
-  const signatures = new SignatureCache();
+  const signatures = new SignatureCache<TokenClaims | null>();
 
   const deny = (status: 400 | 401 | 403, message: string) => {
     log?.error(message);
     return errorResponse(status, message);
   };
 
-  return async (c, next) => {
-    if (bypass) return next();
-
-    const token = parseBearer(c.req.header("authorization"));
-    if (token === undefined) return deny(400, AUTH_ERRORS.invalidToken);
-
-    keys ??= importKeys(candidates, alg, log);
-    const imported = await keys;
-    const payload = await signatures.payload(token, () => verifiedPayload(token, imported, alg));
-    const claims = payload === null ? undefined : decodeClaims(payload, now());
-    if (claims === undefined) return deny(401, AUTH_ERRORS.verifyFailed);
-
+  const judge = (token: TokenClaims | null): Response | undefined => {
+    if (token === null || expired(token.exp, now())) return deny(401, AUTH_ERRORS.verifyFailed);
+    const { claims } = token;
     if (claims.scope === ADMIN_SCOPE) {
       if (claims.aud === null) return deny(401, AUTH_ERRORS.missingAudience);
       if (!claims.aud.includes(COMPUTE_AUDIENCE)) return deny(401, AUTH_ERRORS.invalidAudience);
@@ -282,6 +292,23 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<HonoEnv> {
       if (claims.compute_id === null) return deny(403, AUTH_ERRORS.missingComputeId);
       if (claims.compute_id !== computeId) return deny(403, AUTH_ERRORS.invalidComputeId);
     }
-    return next();
+    return undefined;
+  };
+
+  const verify = async (token: string): Promise<TokenClaims | null> => {
+    keys ??= importKeys(candidates, alg, log);
+    const payload = await verifiedPayload(token, await keys, alg);
+    return (payload && parseClaims(payload)) ?? null;
+  };
+
+  return (authorization) => {
+    if (bypass) return undefined;
+    const token = parseBearer(authorization);
+    if (authorization === undefined || token === undefined) {
+      return deny(400, AUTH_ERRORS.invalidToken);
+    }
+    // Keyed by the whole header: the same header always parses to the same token.
+    const verified = signatures.payload(authorization, () => verify(token));
+    return verified instanceof Promise ? verified.then(judge) : judge(verified);
   };
 }

@@ -1,5 +1,4 @@
 import { describe, expect, test } from "bun:test";
-import type { MiddlewareHandler } from "hono";
 import { startConfigurator } from "../../background/configurator.ts";
 import { memoryLogger } from "../../log.ts";
 import type { ParsedSpec } from "../../spec/parsed-spec.ts";
@@ -8,14 +7,14 @@ import { ComputeStateStore } from "../../state/store.ts";
 import { minimalSpecJson, TEST_TENANT, TEST_TIMELINE } from "../../testing/specs.ts";
 import { until } from "../../testing/until.ts";
 import { BODY_ERRORS, isJsonContentType, MAX_BODY_BYTES } from "../body.ts";
-import type { HonoEnv } from "../route.ts";
+import type { Authorizer } from "../middleware/authorize.ts";
 import { buildApp, listen } from "../server.ts";
 import { configureRoute, rustDebugString } from "./configure.ts";
 import { statusRoute } from "./status.ts";
 
 const OTHER_TENANT = "c".repeat(32);
 
-function setup(opts: { authorize?: MiddlewareHandler<HonoEnv> } = {}) {
+function setup(opts: { authorize?: Authorizer } = {}) {
   const { log, lines } = memoryLogger();
   const store = new ComputeStateStore({ log, now: () => 1_700_000_000_123_456_789n });
   const app = buildApp(
@@ -219,7 +218,7 @@ describe("POST /configure: status gate", () => {
   });
 
   test("behind the external server's auth check", async () => {
-    const denyAll: MiddlewareHandler<HonoEnv> = async (c) => c.json({ error: "denied" }, 401);
+    const denyAll: Authorizer = () => Response.json({ error: "denied" }, { status: 401 });
     const { app, store } = setup({ authorize: denyAll });
     expect((await post(app, requestJson())).status).toBe(401);
     expect(store.status).toBe("empty");

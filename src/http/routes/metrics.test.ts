@@ -1,14 +1,13 @@
 import { describe, expect, test } from "bun:test";
-import type { MiddlewareHandler } from "hono";
 import { memoryLogger } from "../../log.ts";
 import { ComputeCtlMetrics } from "../../metrics/registry.ts";
 import { ComputeStateStore } from "../../state/store.ts";
-import type { HonoEnv } from "../route.ts";
+import type { Authorizer } from "../middleware/authorize.ts";
 import { buildApp } from "../server.ts";
 import { metricsRoute } from "./metrics.ts";
 
 // Stands in for the JWT check: /metrics must never reach it.
-const denyAll: MiddlewareHandler<HonoEnv> = async (c) => c.json({ error: "denied" }, 401);
+const denyAll: Authorizer = () => Response.json({ error: "denied" }, { status: 401 });
 
 function setup() {
   const { log } = memoryLogger();
