@@ -36,10 +36,13 @@ function levelFromEnv(): number {
 
 /** `toISOString` of the log timestamps, remembered for the millisecond it is about. */
 export function isoTimestamp(date: Date): string {
-  const ms = date.getTime();
+  return isoTimestampAt(date.getTime());
+}
+
+function isoTimestampAt(ms: number): string {
   if (ms !== lastStampMs) {
     lastStampMs = ms;
-    lastStamp = date.toISOString();
+    lastStamp = new Date(ms).toISOString();
   }
   return lastStamp;
 }
@@ -68,7 +71,7 @@ const lineSinks = new WeakMap<object, (rendered: string) => void>();
 export function infoLine(logger: Logger, text: string): void {
   if (logger.level < LOG_INFO) return;
   const sink = lineSinks.get(logger);
-  if (sink) sink(line(new Date(), "INFO", text));
+  if (sink) sink(`${isoTimestampAt(Date.now())}  INFO ${text}\n`);
   else logger.info(text);
 }
 

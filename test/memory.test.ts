@@ -250,8 +250,10 @@ test(`idle: compute_ctl's commit charge ≤ ${COMMIT_LIMIT / MiB} MiB (Committed
         `idle attempt ${attempt}: ${seen.at(-1)}, largest ${mib(m.own.largest?.size ?? 0)} ${m.own.largest?.perms}, VmRSS ${mib(m.rss)} (strict overcommit: ${STRICT})`,
       );
       expect(m.own.bytes).toBeLessThanOrEqual(COMMIT_LIMIT);
-      // The three reservations (Structure heap, JIT pool, mimalloc arena) are gone.
-      expect(m.own.largest?.size ?? 0).toBeLessThanOrEqual(64 * MiB);
+      // The three reservations (Structure heap 4 GiB, JIT pool and mimalloc arena 1 GiB
+      // each) are gone. Not "≤ 64 MiB": the kernel merges adjacent mappings with the
+      // same flags into one, and a 76 MiB one (the 64 MiB heap and a neighbour) was seen.
+      expect(m.own.largest?.size ?? 0).toBeLessThanOrEqual(128 * MiB);
       if (!STRICT) return;
       if (m.added >= 0 && m.added <= COMMIT_LIMIT) return;
     }

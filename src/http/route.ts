@@ -4,6 +4,7 @@
 import type { Context } from "hono";
 import type { Logger } from "../log.ts";
 import type { ComputeStateStore } from "../state/store.ts";
+import { jsonTextResponse } from "./respond.ts";
 
 /** What handlers may reach: the state store and process-wide parameters. */
 export interface ApiContext {
@@ -24,6 +25,22 @@ export interface Route {
   /** Behind the JWT middleware on the external server (everything but /metrics). */
   auth: boolean;
   handler: (c: Context, ctx: ApiContext) => Response | Promise<Response>;
+  /**
+   * A GET whose answer is this JSON text, from the state alone: served from
+   * Bun.serve's own route table, before Hono (see server.ts `directRoutes`).
+   */
+  json?: (ctx: ApiContext) => string;
+}
+
+/** A GET route answering `json(ctx)` with 200, through Hono or directly. */
+export function jsonGetRoute(path: string, json: (ctx: ApiContext) => string): Route {
+  return {
+    method: "GET",
+    path,
+    auth: true,
+    json,
+    handler: (_c, ctx) => jsonTextResponse(json(ctx)),
+  };
 }
 
 export type HonoEnv = { Variables: { requestId: string } };

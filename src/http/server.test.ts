@@ -4,7 +4,9 @@ import { ConfigError, InvalidStatusError } from "../errors.ts";
 import { memoryLogger } from "../log.ts";
 import { COMPUTE_METRICS_FIELDS } from "../state/metrics.ts";
 import { ComputeStateStore } from "../state/store.ts";
+import { makeTestKeys } from "../testing/jwt.ts";
 import { until } from "../testing/until.ts";
+import { AUTH_ERRORS, authorize } from "./middleware/authorize.ts";
 import type { Route } from "./route.ts";
 import { ALL_INTERFACES, buildApp, EXTERNAL_ROUTES, LOOPBACK, listen } from "./server.ts";
 
@@ -196,6 +198,102 @@ describe("listen", () => {
       for (const host of ["127.0.0.1", "[::1]"]) {
         const res = await fetch(`http://${host}:${l.port}/status`);
         expect(res.status).toBe(200);
+      }
+    } finally {
+      await l.stop();
+    }
+  });
+});
+
+describe("the polled GETs, answered before Hono (Bun.serve routes)", () => {
+  async function serveWithAuth() {
+    const { log, lines } = memoryLogger();
+    const store = new ComputeStateStore({ log, now: () => 1_700_000_000_123_456_789n });
+    const keys = await makeTestKeys();
+    const app = buildApp(
+      EXTERNAL_ROUTES,
+      { store, log, computeId: "compute-1", forwardTermination: () => {} },
+      { authorize: authorize({ jwks: keys.jwks, computeId: "compute-1", log }) },
+    );
+    const l = listen(app, 0, "external", log, LOOPBACK);
+    const token = `Bearer ${await keys.sign({ compute_id: "compute-1" })}`;
+    const other = `Bearer ${await keys.sign({ compute_id: "compute-2" })}`;
+    const get = (path: string, headers: Record<string, string> = {}, method = "GET") =>
+      fetch(`http://127.0.0.1:${l.port}${path}`, { method, headers });
+    return { app, store, lines, l, token, other, get };
+  }
+
+  test("both routes are in the table, and only they", () => {
+    const { app } = setup();
+    expect(Object.keys(app.direct).sort()).toEqual(["/metrics.json", "/status"]);
+  });
+
+  test("same status, headers and bytes as through Hono; one access line each; HEAD, 405", async () => {
+    const { app, store, lines, l, token, get } = await serveWithAuth();
+    try {
+      for (const path of ["/status", "/metrics.json"]) {
+        const headers = { authorization: token, "x-request-id": "r1" };
+        const direct = await get(path, headers);
+        const viaHono = await app.request(path, { headers });
+        expect(direct.status).toBe(200);
+        expect(direct.headers.get("content-type")).toBe("application/json");
+        expect(direct.headers.get("x-request-id")).toBe("r1");
+        expect(await direct.text()).toBe(await viaHono.text());
+      }
+      store.setStatus("configuration_pending");
+      const after = await get("/status?with=query", { authorization: token });
+      expect(((await after.json()) as { status: string }).status).toBe("configuration_pending");
+      expect(after.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+
+      const head = await get("/status", { authorization: token, "x-request-id": "h1" }, "HEAD");
+      expect([head.status, await head.text(), head.headers.get("x-request-id")]).toEqual([
+        200,
+        "",
+        "h1",
+      ]);
+      const post = await get("/status", { "x-request-id": "p1" }, "POST");
+      expect([post.status, post.headers.get("allow"), post.headers.get("x-request-id")]).toEqual([
+        405,
+        "GET",
+        "p1",
+      ]);
+
+      const access = lines
+        .filter((x) => x.includes("request_id="))
+        .map((x) => x.replace(/^\S+\s+INFO /, ""));
+      expect(access.filter((x) => x.includes("request_id=r1"))).toEqual([
+        "GET /status request_id=r1",
+        "GET /status request_id=r1",
+        "GET /metrics.json request_id=r1",
+        "GET /metrics.json request_id=r1",
+      ]);
+      expect(access.filter((x) => /request_id=[hp]1$/.test(x))).toEqual([
+        "HEAD /status request_id=h1",
+        "POST /status request_id=p1",
+      ]);
+    } finally {
+      await l.stop();
+    }
+  });
+
+  test("the JWT check: 400 without a token, 403 for another compute, first time and again", async () => {
+    const { l, token, other, get } = await serveWithAuth();
+    try {
+      const missing = await get("/status", { "x-request-id": "m1" });
+      expect([missing.status, await missing.text(), missing.headers.get("x-request-id")]).toEqual([
+        400,
+        JSON.stringify({ error: AUTH_ERRORS.invalidToken }),
+        "m1",
+      ]);
+      // The first use of a token is checked asynchronously, later ones synchronously.
+      for (let i = 0; i < 2; i++) {
+        const res = await get("/metrics.json", { authorization: other, "x-request-id": "o1" });
+        expect([res.status, await res.text(), res.headers.get("x-request-id")]).toEqual([
+          403,
+          JSON.stringify({ error: AUTH_ERRORS.invalidComputeId }),
+          "o1",
+        ]);
+        expect((await get("/metrics.json", { authorization: token })).status).toBe(200);
       }
     } finally {
       await l.stop();

@@ -6,7 +6,7 @@ import { ComputeCtlError, errorMessage } from "../errors.ts";
 import { infoLine, type Logger } from "../log.ts";
 import type { Authorizer } from "./middleware/authorize.ts";
 import { requestIdFor, withRequestId, X_REQUEST_ID } from "./middleware/request-id.ts";
-import { emptyResponse, responseForError } from "./respond.ts";
+import { emptyResponse, jsonTextResponse, responseForError } from "./respond.ts";
 import type { ApiContext, HonoEnv, Route } from "./route.ts";
 import { configureRoute } from "./routes/configure.ts";
 import { metricsRoute } from "./routes/metrics.ts";
@@ -37,6 +37,12 @@ function pathMatches(pattern: string, path: string): boolean {
   return pattern.endsWith("/*") ? path.startsWith(pattern.slice(0, -1)) : pattern === path;
 }
 
+/** Requests to a route that `listen` answers before Hono (see `directRoutes`). */
+export type DirectHandler = (req: Request) => Response | Promise<Response>;
+
+/** A Hono app plus the GET routes Bun.serve answers from its own route table. */
+export type ApiApp = Hono<HonoEnv> & { readonly direct: Readonly<Record<string, DirectHandler>> };
+
 /**
  * Upstream's layers (request id, access log, request id on the response, then
  * the JWT check on authenticated routes) run inline in each route's one Hono
@@ -44,11 +50,7 @@ function pathMatches(pattern: string, path: string): boolean {
  * cost more CPU per request than the rest of a /status answer, and a token
  * seen before is judged synchronously.
  */
-export function buildApp(
-  routes: readonly Route[],
-  ctx: ApiContext,
-  opts: AppOptions = {},
-): Hono<HonoEnv> {
+export function buildApp(routes: readonly Route[], ctx: ApiContext, opts: AppOptions = {}): ApiApp {
   const app = new Hono<HonoEnv>();
   const begin = (c: Context<HonoEnv>): string => {
     const id = requestIdFor(c.req.header(X_REQUEST_ID));
@@ -56,17 +58,12 @@ export function buildApp(
     infoLine(ctx.log, `${c.req.method} ${c.req.path} request_id=${id}`);
     return id;
   };
-  const answer = (res: Response | Promise<Response>, id: string) =>
-    res instanceof Promise ? res.then((r) => withRequestId(r, id)) : withRequestId(res, id);
 
   for (const r of routes) {
     const check = r.auth ? opts.authorize : undefined;
     app.on(r.method, r.path, (c): Response | Promise<Response> => {
       const id = begin(c);
-      const denied = check?.(c.req.header("authorization"));
-      if (denied === undefined) return answer(r.handler(c, ctx), id);
-      if (denied instanceof Response) return withRequestId(denied, id);
-      return denied.then((d) => answer(d ?? r.handler(c, ctx), id));
+      return guarded(check, c.req.header("authorization"), id, () => r.handler(c, ctx));
     });
   }
   // Unknown path: 404, empty body. Known path, other method: 405, empty body
@@ -85,7 +82,58 @@ export function buildApp(
       c.get("requestId") ?? requestIdFor(c.req.header(X_REQUEST_ID)),
     ),
   );
-  return app;
+  return Object.assign(app, { direct: directRoutes(routes, ctx, opts) });
+}
+
+/** The JWT check (if any), then `run`; the request id goes on whichever answer it is. */
+function guarded(
+  check: Authorizer | undefined,
+  authorization: string | undefined,
+  id: string,
+  run: () => Response | Promise<Response>,
+): Response | Promise<Response> {
+  const denied = check?.(authorization);
+  if (denied === undefined) return answer(run(), id);
+  if (denied instanceof Response) return withRequestId(denied, id);
+  return denied.then((d) => answer(d ?? run(), id));
+}
+
+function answer(res: Response | Promise<Response>, id: string): Response | Promise<Response> {
+  return res instanceof Promise ? res.then((r) => withRequestId(r, id)) : withRequestId(res, id);
+}
+
+/**
+ * The routes with a `json` body (GET /status, GET /metrics.json: what a control
+ * plane polls), answered from Bun.serve's route table without building Hono's
+ * context: the same layers, the same bytes, ~3 µs less per request. Bun matches
+ * the path exactly and sends HEAD here too (dropping the body); other methods
+ * and paths go to Hono as before.
+ */
+function directRoutes(
+  routes: readonly Route[],
+  ctx: ApiContext,
+  opts: AppOptions,
+): Record<string, DirectHandler> {
+  const out: Record<string, DirectHandler> = {};
+  for (const r of routes) {
+    const json = r.json;
+    if (r.method !== "GET" || json === undefined) continue;
+    const check = r.auth ? opts.authorize : undefined;
+    const failed = (err: unknown, id: string) => withRequestId(responseForError(err, ctx.log), id);
+    out[r.path] = (req) => {
+      const id = requestIdFor(req.headers.get(X_REQUEST_ID) ?? undefined);
+      infoLine(ctx.log, `${req.method} ${r.path} request_id=${id}`);
+      try {
+        const res = guarded(check, req.headers.get("authorization") ?? undefined, id, () =>
+          jsonTextResponse(json(ctx)),
+        );
+        return res instanceof Promise ? res.catch((e) => failed(e, id)) : res;
+      } catch (e) {
+        return failed(e, id);
+      }
+    };
+  }
+  return out;
 }
 
 export interface Listener {
@@ -107,7 +155,7 @@ export const LOOPBACK = ["127.0.0.1", "::1"] as const;
  * (port in use, ...) is an error naming the server and the port.
  */
 export function listen(
-  app: Hono<HonoEnv>,
+  app: ApiApp,
   port: number,
   name: string,
   log: Logger,
@@ -119,6 +167,7 @@ export function listen(
     const server = Bun.serve({
       port: bound,
       hostname,
+      routes: Object.fromEntries(Object.entries(app.direct).map(([p, GET]) => [p, { GET }])),
       fetch: app.fetch,
       development: false,
       // /configure and /terminate block until the compute gets there (upstream

@@ -232,6 +232,11 @@ export class SignatureCache<T> {
     return this.entries.size;
   }
 
+  /** The remembered result for `key`, if any. */
+  get(key: string): T | undefined {
+    return this.entries.get(key);
+  }
+
   /** The remembered result, or a promise of `verify()`'s, remembered once it settles. */
   payload(key: string, verify: () => Promise<T>): T | Promise<T> {
     const hit = this.entries.get(key);
@@ -303,11 +308,13 @@ export function authorize(opts: AuthorizeOptions): Authorizer {
 
   return (authorization) => {
     if (bypass) return undefined;
+    // Keyed by the whole header: a header seen before parsed, and will parse, the same.
+    const seen = authorization === undefined ? undefined : signatures.get(authorization);
+    if (seen !== undefined) return judge(seen);
     const token = parseBearer(authorization);
     if (authorization === undefined || token === undefined) {
       return deny(400, AUTH_ERRORS.invalidToken);
     }
-    // Keyed by the whole header: the same header always parses to the same token.
     const verified = signatures.payload(authorization, () => verify(token));
     return verified instanceof Promise ? verified.then(judge) : judge(verified);
   };

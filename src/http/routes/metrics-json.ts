@@ -1,7 +1,6 @@
 // GET /metrics.json: the ComputeMetrics object, all fields in upstream order.
 import { COMPUTE_METRICS_FIELDS, type ComputeMetrics } from "../../state/metrics.ts";
-import { jsonTextResponse } from "../respond.ts";
-import type { Route } from "../route.ts";
+import { jsonGetRoute } from "../route.ts";
 
 let lastMetrics: Readonly<ComputeMetrics> | undefined;
 let lastBody = "";
@@ -17,9 +16,6 @@ export function metricsJson(m: Readonly<ComputeMetrics>): string {
   return lastBody;
 }
 
-export const metricsJsonRoute: Route = {
-  method: "GET",
-  path: "/metrics.json",
-  auth: true,
-  handler: (_c, ctx) => jsonTextResponse(metricsJson(ctx.store.state.metrics)),
-};
+export const metricsJsonRoute = jsonGetRoute("/metrics.json", (ctx) =>
+  metricsJson(ctx.store.state.metrics),
+);
