@@ -3,7 +3,6 @@
 // first /status answer is not held up by modules it does not need.
 import { parseCli, usageText } from "./cli.ts";
 import { ComputeCtlError, errorMessage, UsageError } from "./errors.ts";
-import { stderr } from "./log.ts";
 import { applyMemoryTuning } from "./process/memory-tuning.ts";
 import { BUILD_TAG, VERSION } from "./version.ts";
 
@@ -43,7 +42,9 @@ try {
   process.exit(await main(process.argv.slice(2)));
 } catch (e) {
   // Last resort: one line, never a stack trace (set COMPUTE_CTL_DEBUG=1 for one).
-  // Through the log's writer, so it comes after the lines still pending there.
+  // Through the log's writer, so it comes after the lines still pending there
+  // (imported here: --help, --version and the memory re-exec need no logger).
+  const { stderr } = await import("./log.ts");
   stderr.write(`Error: ${errorMessage(e)}\n`);
   if (process.env.COMPUTE_CTL_DEBUG && e instanceof Error) stderr.write(`${e.stack}\n`);
   process.exit(e instanceof ComputeCtlError ? e.exitCode : 1);

@@ -22,7 +22,7 @@ export type HttpMethod = "GET" | "POST" | "DELETE";
 export interface Route {
   method: HttpMethod;
   path: string;
-  /** Behind the JWT middleware on the external server (everything but /metrics). */
+  /** Behind the JWT check on the external server (everything but /metrics). */
   auth: boolean;
   handler: (c: Context, ctx: ApiContext) => Response | Promise<Response>;
   /**
@@ -32,7 +32,7 @@ export interface Route {
   json?: (ctx: ApiContext) => string;
 }
 
-/** A GET route answering `json(ctx)` with 200, through Hono or directly. */
+/** An authenticated GET answering `json(ctx)` with 200, through Hono or directly. */
 export function jsonGetRoute(path: string, json: (ctx: ApiContext) => string): Route {
   return {
     method: "GET",

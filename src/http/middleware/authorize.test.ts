@@ -18,8 +18,9 @@ import {
   AUTH_ERRORS,
   type AuthorizeOptions,
   authorize,
-  decodeClaims,
+  expired,
   parseBearer,
+  parseClaims,
   SignatureCache,
 } from "./authorize.ts";
 
@@ -513,17 +514,24 @@ describe("neon_local", () => {
   });
 });
 
-describe("decodeClaims", () => {
+describe("parseClaims and expired", () => {
   const enc = (s: string) => new TextEncoder().encode(s);
-  test("maps absent and null to null", () => {
-    expect(decodeClaims(enc("{}"), 0)).toEqual({ compute_id: null, scope: null, aud: null });
-    expect(
-      decodeClaims(enc('{"compute_id":"a","scope":"compute_ctl:admin","aud":["x"]}'), 0),
-    ).toEqual({
-      compute_id: "a",
-      scope: "compute_ctl:admin",
-      aud: ["x"],
+  test("maps absent and null to null; exp is kept for the per-request check", () => {
+    expect(parseClaims(enc("{}"))).toEqual({
+      claims: { compute_id: null, scope: null, aud: null },
+      exp: undefined,
     });
+    expect(
+      parseClaims(enc('{"compute_id":"a","scope":"compute_ctl:admin","aud":["x"],"exp":100}')),
+    ).toEqual({ claims: { compute_id: "a", scope: "compute_ctl:admin", aud: ["x"] }, exp: 100 });
+    expect(parseClaims(enc('{"compute_id":1}'))).toBeUndefined();
+    expect(parseClaims(enc("[]"))).toBeUndefined();
+  });
+
+  test("exp with jsonwebtoken's 60 s leeway; absent never expires", () => {
+    expect(expired(100, 160_000)).toBe(false);
+    expect(expired(100, 161_000)).toBe(true);
+    expect(expired(undefined, Number.MAX_SAFE_INTEGER)).toBe(false);
   });
 });
 

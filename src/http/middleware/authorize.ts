@@ -114,13 +114,6 @@ export function expired(exp: number | undefined, nowMs: number): boolean {
   return exp !== undefined && exp < Math.floor(nowMs / 1000) - EXP_LEEWAY_SECONDS;
 }
 
-/** `parseClaims` plus the `exp` check at `nowMs`, as jsonwebtoken's decode does both. */
-export function decodeClaims(payload: Uint8Array, nowMs: number): ComputeClaims | undefined {
-  const parsed = parseClaims(payload);
-  if (parsed === undefined || expired(parsed.exp, nowMs)) return undefined;
-  return parsed.claims;
-}
-
 interface KeyCandidate {
   label: string;
   /** Public members only: jsonwebtoken ignores `use`, `key_ops`, `alg` and `crv`. */
