@@ -27,7 +27,7 @@ import type { Subprocess } from "bun";
 import { startDevEnvironment } from "../src/dev/environment.ts";
 import { resolveRunAs } from "../src/process/user.ts";
 import { bearer, makeTestKeys } from "../src/testing/jwt.ts";
-import { computeArgv, loopbackPostgresConf, minimalSpecJson } from "../src/testing/specs.ts";
+import { loopbackPostgresConf, minimalSpecJson } from "../src/testing/specs.ts";
 import {
   BINARY,
   fmt,
@@ -38,6 +38,7 @@ import {
   pct,
   pgBinDir,
   postmasterPids,
+  prepareCompute,
   processCpuSeconds,
   processRss,
   runWrk,
@@ -124,35 +125,20 @@ function specFor(pgPort: number, workMem: string): Record<string, unknown> {
 
 /** Starts the built binary on a fresh PGDATA, its stderr to a file; resolves once `running`. */
 async function startOurs(name: string, extraEnv: Record<string, string> = {}): Promise<Server> {
-  const [pgPort, ext, int] = [await freePort(), await freePort(), await freePort()];
   const dir = join(work, name.replace(/\W+/g, "-"));
-  const pgdata = `${dir}-pgdata`;
   const log = `${dir}.log`;
-  const config = `${dir}-config.json`;
-  writeFileSync(
-    config,
-    JSON.stringify({ spec: specFor(pgPort, "7MB"), compute_ctl_config: { jwks: keys.jwks } }),
-  );
-  const proc = Bun.spawn(
-    [
-      BINARY,
-      ...computeArgv({
-        pgdata,
-        pgPort,
-        computeId: "bench",
-        pgbin: env.pgbin.postgres,
-        config,
-        externalPort: ext,
-        internalPort: int,
-      }),
-    ],
-    {
-      stdin: "ignore",
-      stdout: "ignore",
-      stderr: Bun.file(log),
-      env: { ...process.env, ...extraEnv },
-    },
-  );
+  const { argv, pgdata, pgPort, ext } = await prepareCompute({
+    base: dir,
+    pgbin: env.pgbin.postgres,
+    jwks: keys.jwks,
+    specFor: (port) => specFor(port, "7MB"),
+  });
+  const proc = Bun.spawn([BINARY, ...argv], {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: Bun.file(log),
+    env: { ...process.env, ...extraEnv },
+  });
   const server: Server = { name, origin: `http://127.0.0.1:${ext}`, proc, pgdata, pgPort, log };
   servers.push(server);
   const tail = () => readFileSync(log, "utf8").split("\n").slice(-30).join("\n");

@@ -3,6 +3,7 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { computeArgv } from "../src/testing/specs.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 /** The built binary; COMPUTE_CTL_BINARY points elsewhere (as for the process-level tests). */
@@ -247,4 +248,44 @@ export async function runWrk(
     httpErrors: j.status ?? 0,
     socketErrors: j.socket ?? 0,
   };
+}
+
+/** What one benchmark compute is started with. */
+export interface BenchCompute {
+  argv: string[];
+  pgdata: string;
+  pgPort: number;
+  /** External (JWT) and internal HTTP ports. */
+  ext: number;
+  int: number;
+  config: string;
+}
+
+/**
+ * Ports, PGDATA and a `-c` file (the spec `specFor(pgPort)` plus `jwks`) for a
+ * compute named `base` (a path prefix), and the built binary's argv for it.
+ */
+export async function prepareCompute(o: {
+  base: string;
+  pgbin: string;
+  jwks: unknown;
+  specFor: (pgPort: number) => Record<string, unknown>;
+}): Promise<BenchCompute> {
+  const [pgPort, ext, int] = [await freePort(), await freePort(), await freePort()];
+  const pgdata = `${o.base}-pgdata`;
+  const config = `${o.base}-config.json`;
+  writeFileSync(
+    config,
+    JSON.stringify({ spec: o.specFor(pgPort), compute_ctl_config: { jwks: o.jwks } }),
+  );
+  const argv = computeArgv({
+    pgdata,
+    pgPort,
+    computeId: "bench",
+    pgbin: o.pgbin,
+    config,
+    externalPort: ext,
+    internalPort: int,
+  });
+  return { argv, pgdata, pgPort, ext, int, config };
 }

@@ -14,7 +14,7 @@ import { type DevEnvironment, startDevEnvironment } from "../src/dev/environment
 import { identityEnv, resolveRunAs } from "../src/process/user.ts";
 import { postmasterPidSaysReady } from "../src/startup/postgres.ts";
 import { bearer, makeTestKeys } from "../src/testing/jwt.ts";
-import { computeArgv, loopbackPostgresConf, minimalSpecJson } from "../src/testing/specs.ts";
+import { loopbackPostgresConf, minimalSpecJson } from "../src/testing/specs.ts";
 import { connect } from "../src/wire/client.ts";
 import { gunzip } from "../src/wire/gunzip.ts";
 import { type Started, startBinary } from "../test/helpers/binary.ts";
@@ -27,6 +27,7 @@ import {
   pct,
   pgBinDir,
   postmasterPids,
+  prepareCompute,
   run,
   table,
   tempWorkDir,
@@ -107,7 +108,7 @@ let seq = 0;
 
 async function oneOurs(): Promise<OursSample> {
   const env = await startDevEnvironment({ pgBinDir: pgbin, workDir: work, runAs });
-  const pgdata = join(work, `pgdata-${seq++}`);
+  const pgdata = join(work, `c${seq++}-pgdata`);
   let child: Started | undefined;
   try {
     // Prime the stand-in: its first request gzips the template, later ones replay it.
@@ -115,33 +116,21 @@ async function oneOurs(): Promise<OursSample> {
     const warm = await fetchArchive(env);
     if (statSync(archivePath, { throwIfNoEntry: false }) === undefined)
       writeFileSync(archivePath, cold.bytes);
-    const [pgPort, ext, int] = [await freePort(), await freePort(), await freePort()];
-    const config = join(work, `config-${seq}.json`);
-    writeFileSync(
-      config,
-      JSON.stringify({
-        spec: minimalSpecJson({
+    const { argv, ext } = await prepareCompute({
+      base: pgdata.replace(/-pgdata$/, ""),
+      pgbin: env.pgbin.postgres,
+      jwks: keys.jwks,
+      specFor: (port) =>
+        minimalSpecJson({
           skip_pg_catalog_updates: true,
-          cluster: { roles: [], databases: [], postgresql_conf: loopbackPostgresConf(pgPort) },
+          cluster: { roles: [], databases: [], postgresql_conf: loopbackPostgresConf(port) },
           mode: "Primary",
           ...env.storageSpec(),
         }),
-        compute_ctl_config: { jwks: keys.jwks },
-      }),
-    );
+    });
     const status = `http://127.0.0.1:${ext}/status`;
     const t0 = now();
-    child = startBinary(
-      computeArgv({
-        pgdata,
-        pgPort,
-        computeId: "bench",
-        pgbin: env.pgbin.postgres,
-        config,
-        externalPort: ext,
-        internalPort: int,
-      }),
-    );
+    child = startBinary(argv);
     current = child;
     let firstStatus = Number.NaN;
     let pgReady = Number.NaN;

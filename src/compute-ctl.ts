@@ -123,5 +123,12 @@ export async function runComputeCtl(opts: CliOptions): Promise<number> {
     log.error(`invalid compute spec: ${errorMessage(e)}${where}`);
     return 1;
   }
-  return node.run();
+  // Idle memory: what start-up left resident goes back once the compute settles.
+  const { startFootprintTrimmer } = await import("./background/footprint-trim.ts");
+  const trimmer = startFootprintTrimmer({ store: node.store, log, env: process.env });
+  try {
+    return await node.run();
+  } finally {
+    trimmer?.stop();
+  }
 }

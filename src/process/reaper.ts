@@ -5,49 +5,17 @@
 // its `exited` would never report it. So we wait for zombies one pid at a
 // time, and skip every pid the runner told us it spawned.
 
-import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { ptr } from "bun:ffi";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { constants } from "node:os";
+import { type FfiResult, failure, lastErrno, libc, tryLibc } from "./libc.ts";
 import { type ExitStatus, type SpawnedPids, signalName } from "./runner.ts";
+
+export type { FfiResult } from "./libc.ts";
 
 const WNOHANG = 1;
 /** Linux x86_64 and aarch64 both use 4. */
 const RLIMIT_CORE = 4;
 const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
-
-export type FfiResult = { ok: true } | { ok: false; errno: number; code: string; message: string };
-
-function openLibc() {
-  return dlopen("libc.so.6", {
-    waitpid: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
-    setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-    __errno_location: { args: [], returns: FFIType.ptr },
-  }).symbols;
-}
-
-type Libc = ReturnType<typeof openLibc>;
-let libcCache: Libc | undefined;
-
-/** libc, opened once; throws when it cannot be loaded (e.g. musl without libc.so.6). */
-function libc(): Libc {
-  libcCache ??= openLibc();
-  return libcCache;
-}
-
-function errnoName(errno: number): string {
-  for (const [name, n] of Object.entries(constants.errno)) if (n === errno) return name;
-  return `errno ${errno}`;
-}
-
-function lastErrno(l: Libc): number {
-  const p = l.__errno_location();
-  return p === null ? 0 : read.i32(p);
-}
-
-function failure(errno: number, what: string): FfiResult {
-  const code = errnoName(errno);
-  return { ok: false, errno, code, message: `${what} failed: ${code}` };
-}
 
 /**
  * setrlimit(RLIMIT_CORE, unlimited/unlimited), so postgres (which inherits it)
@@ -56,15 +24,11 @@ function failure(errno: number, what: string): FfiResult {
  * exit 1 to match (it fails for an unprivileged process with a finite hard limit).
  */
 export function setCoreRlimitUnlimited(): FfiResult {
-  let l: Libc;
-  try {
-    l = libc();
-  } catch (err) {
-    return { ok: false, errno: 0, code: "ELIBACC", message: `cannot load libc.so.6: ${err}` };
-  }
+  const l = tryLibc();
+  if (!l.ok) return l;
   const lim = new BigUint64Array([RLIM_INFINITY, RLIM_INFINITY]);
-  if (l.setrlimit(RLIMIT_CORE, ptr(lim)) === 0) return { ok: true };
-  return failure(lastErrno(l), "setrlimit(RLIMIT_CORE, unlimited)");
+  if (l.libc.setrlimit(RLIMIT_CORE, ptr(lim)) === 0) return { ok: true };
+  return failure(lastErrno(l.libc), "setrlimit(RLIMIT_CORE, unlimited)");
 }
 
 export interface ProcStat {
@@ -170,11 +134,8 @@ export class Reaper implements SpawnedPids {
    */
   start(): FfiResult {
     if (!this.active || this.timer) return { ok: true };
-    try {
-      libc();
-    } catch (err) {
-      return { ok: false, errno: 0, code: "ELIBACC", message: `cannot load libc.so.6: ${err}` };
-    }
+    const l = tryLibc();
+    if (!l.ok) return l;
     this.timer = setInterval(() => this.reapNow(), this.intervalMs);
     // The reaper alone must not keep the process alive.
     this.timer.unref();

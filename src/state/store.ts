@@ -59,6 +59,7 @@ export class ComputeStateStore {
   private readonly log: Logger;
   readonly now: () => Timestamp;
   private readonly onStatus: ((status: ComputeStatus) => void) | undefined;
+  private changes = 0;
 
   constructor(opts: StoreOptions) {
     this.log = opts.log;
@@ -84,6 +85,11 @@ export class ComputeStateStore {
     return this.snapshot.status;
   }
 
+  /** Accepted status changes so far: tells a poller whether anything happened in between. */
+  get statusChanges(): number {
+    return this.changes;
+  }
+
   /**
    * Moves to `to` if the state diagram allows it. An illegal transition is a
    * bug in the caller: it is logged and refused (returns false), never applied.
@@ -98,6 +104,7 @@ export class ComputeStateStore {
     }
     this.log.info(`Changing compute status from ${statusDisplay(from)} to ${statusDisplay(to)}`);
     this.replace({ status: to });
+    this.changes++;
     this.onStatus?.(to);
     return true;
   }
