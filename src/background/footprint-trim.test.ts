@@ -273,7 +273,7 @@ describe("FootprintTrimmer", () => {
       ms: 101.4,
     };
     expect(describeTrim(o, "settled")).toBe(
-      "released memory (settled): RSS 64.0 → 21.5 MiB (file 10.0, anon 11.5); 102.3 MiB of executable mappings paged out; 101 ms",
+      "released memory (settled): RSS 64.0 → 21.5 MiB (file 10.0, anon 11.5); 102.3 MiB of the executable's mappings advised out (MADV_PAGEOUT); 101 ms",
     );
     expect(
       describeTrim({ ...o, pagedOut: "madvise(MADV_PAGEOUT) failed: EINVAL" }, "grown"),

@@ -151,7 +151,7 @@ const mib = (b: number) => (b / MiB).toFixed(1);
 export function describeTrim(o: TrimOutcome, reason: string): string {
   const paged =
     typeof o.pagedOut === "number"
-      ? `${mib(o.pagedOut)} MiB of executable mappings paged out`
+      ? `${mib(o.pagedOut)} MiB of the executable's mappings advised out (MADV_PAGEOUT)`
       : `executable not paged out: ${o.pagedOut}`;
   return `released memory (${reason}): RSS ${mib(o.before.rss)} → ${mib(o.after.rss)} MiB (file ${mib(o.after.file)}, anon ${mib(o.after.anon)}); ${paged}; ${Math.round(o.ms)} ms`;
 }

@@ -128,6 +128,24 @@ function writableFilePages(pagemapFd: number, m: AddressRange, pageSize: number)
   return filePageRuns(entries, m.start, pageSize);
 }
 
+/** The file's own pages in the writable mappings; none when pagemap cannot be read. */
+function fileOwnedData(mappings: readonly ExecutableMapping[], pageSize: number): AddressRange[] {
+  let pagemap: number;
+  try {
+    pagemap = openSync("/proc/self/pagemap", "r");
+  } catch {
+    // A kernel that hides pagemap: the writable data stays, the code still goes.
+    return [];
+  }
+  try {
+    return mappings
+      .filter((m) => m.writable)
+      .flatMap((m) => writableFilePages(pagemap, m, pageSize));
+  } finally {
+    closeSync(pagemap);
+  }
+}
+
 /**
  * Pages out this process's executable (MADV_PAGEOUT): its code and read-only
  * data, and the file's own pages in its writable data. Then marks the
@@ -149,15 +167,7 @@ export async function pageOutExecutable(opts: PageOutOptions = {}): Promise<Page
   }
   const pageSize = libc.getpagesize();
   const readOnly = mappings.filter((m) => !m.writable);
-  let data: AddressRange[] = [];
-  const pagemap = openSync("/proc/self/pagemap", "r");
-  try {
-    data = mappings
-      .filter((m) => m.writable)
-      .flatMap((m) => writableFilePages(pagemap, m, pageSize));
-  } finally {
-    closeSync(pagemap);
-  }
+  const data = fileOwnedData(mappings, pageSize);
   const yieldTurn = opts.yieldTurn ?? (() => new Promise<void>((r) => setImmediate(r)));
   let bytes = 0;
   for (const [ranges, random] of [
@@ -190,7 +200,7 @@ export async function releaseHeap(): Promise<void> {
 export interface TrimOutcome {
   before: ResidentMemory;
   after: ResidentMemory;
-  /** Bytes of the executable paged out, or why it could not be. */
+  /** Bytes of the executable advised out (mapped, not necessarily resident), or why not. */
   pagedOut: number | string;
   ms: number;
 }
