@@ -118,11 +118,11 @@ describe("trimPolicyFromEnv", () => {
     // The spacing keeps its ratio to the interval, and is never below one interval.
     expect(fast?.minSpacingMs).toBe(3000);
     expect(trimPolicyFromEnv({ [TRIM_INTERVAL_ENV]: "1" }).policy?.minSpacingMs).toBe(6);
-    for (const bad of ["ten", "-5", "1.5", "1e4"]) {
+    for (const bad of ["ten", "-5", "1.5", "1e4", "2147483648"]) {
       const r = trimPolicyFromEnv({ [TRIM_INTERVAL_ENV]: bad });
       expect(r.policy).toEqual(DEFAULT_TRIM_POLICY);
       expect(r.warning).toBe(
-        `${TRIM_INTERVAL_ENV}=${JSON.stringify(bad)} is not a whole number of milliseconds; using 10000`,
+        `${TRIM_INTERVAL_ENV}=${JSON.stringify(bad)} is not a whole number of milliseconds up to 2147483647; using 10000`,
       );
     }
   });

@@ -27,13 +27,16 @@ const MiB = 1024 * 1024;
 
 export const DEFAULT_TRIM_POLICY: TrimPolicy = {
   intervalMs: 10_000,
-  // An idle compute (activity monitor every 500 ms) uses well under 1 %.
+  // An idle compute (activity monitor every 500 ms) stays far below this.
   quietCpuShare: 0.05,
   growthBytes: 2 * MiB,
   minSpacingMs: 60_000,
 };
 
-/** Pure: the policy from the environment; null = off; a bad value is an error text. */
+/** setInterval's limit: a longer delay fires at once, over and over. */
+const MAX_INTERVAL_MS = 2_147_483_647;
+
+/** Pure: the policy from the environment; null = off; a bad value warns and keeps the default. */
 export function trimPolicyFromEnv(env: Record<string, string | undefined>): {
   policy: TrimPolicy | null;
   warning?: string;
@@ -41,18 +44,20 @@ export function trimPolicyFromEnv(env: Record<string, string | undefined>): {
   const raw = env[TRIM_INTERVAL_ENV];
   if (raw === undefined || raw === "") return { policy: DEFAULT_TRIM_POLICY };
   const ms = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(ms)) {
+  if (!/^\d+$/.test(raw.trim()) || !(ms <= MAX_INTERVAL_MS)) {
     return {
       policy: DEFAULT_TRIM_POLICY,
-      warning: `${TRIM_INTERVAL_ENV}=${JSON.stringify(raw)} is not a whole number of milliseconds; using ${DEFAULT_TRIM_POLICY.intervalMs}`,
+      warning: `${TRIM_INTERVAL_ENV}=${JSON.stringify(raw)} is not a whole number of milliseconds up to ${MAX_INTERVAL_MS}; using ${DEFAULT_TRIM_POLICY.intervalMs}`,
     };
   }
   if (ms === 0) return { policy: null };
+  const d = DEFAULT_TRIM_POLICY;
+  // The spacing between trims keeps its ratio to the interval.
   return {
     policy: {
-      ...DEFAULT_TRIM_POLICY,
+      ...d,
       intervalMs: ms,
-      minSpacingMs: Math.max(ms, (DEFAULT_TRIM_POLICY.minSpacingMs * ms) / 10_000),
+      minSpacingMs: Math.max(ms, (d.minSpacingMs * ms) / d.intervalMs),
     },
   };
 }
