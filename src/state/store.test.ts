@@ -60,6 +60,19 @@ describe("ComputeStateStore transitions", () => {
     );
   });
 
+  test("statusChanges counts accepted status changes, not refused ones or other updates", () => {
+    const { s } = store();
+    expect(s.statusChanges).toBe(0);
+    s.setStatus("init");
+    s.setStatus("init"); // init → init is not in the diagram: refused
+    s.update({ pgStartTime: s.now() });
+    s.setMetric("wait_for_spec_ms", 5);
+    expect(s.statusChanges).toBe(1);
+    s.setStatus("running");
+    s.setStatus("configuration_pending");
+    expect(s.statusChanges).toBe(3);
+  });
+
   test("last_active only moves forward", () => {
     const { s } = store();
     expect(s.updateLastActive(100n)).toBe(true);
