@@ -33,6 +33,16 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
 /** One macrotask turn: every pending microtask (promise reaction) has run. */
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** Whether `p` has settled (either way) by the time it is asked. */
+function settledFlag(p: Promise<unknown>): () => boolean {
+  let settled = false;
+  const mark = () => {
+    settled = true;
+  };
+  p.then(mark, mark);
+  return () => settled;
+}
+
 describe("resizeSwap", () => {
   test("runs sudo resize-swap with --once first, then the size in bytes; exit 0 is logged", async () => {
     const runner = new FakeRunner().on(SWAP_CMD, { exit: 0 });
@@ -280,19 +290,11 @@ describe("prepareVmResources", () => {
       })
       .on(QUOTA_CMD, { exit: 1 });
     const { ctx } = testContext({ runner, pspec: testSpec(both) });
-    let settled = false;
     const done = prepareVmResources(ctx, { resizeSwapOnBind: true, setDiskQuotaForFs: "/mnt" });
-    done.then(
-      () => {
-        settled = true;
-      },
-      () => {
-        settled = true;
-      },
-    );
+    const settled = settledFlag(done);
     await until("set-disk-quota exited", () => runner.last(QUOTA_CMD)?.status, 1000);
     await turn();
-    expect(settled).toBe(false);
+    expect(settled()).toBe(false);
     swap?.exit(0);
     const err = await rejection(done);
     expect(err.message).toStartWith("failed to set disk quota: ");
@@ -305,19 +307,11 @@ describe("prepareVmResources", () => {
       quota = c;
     });
     const { ctx } = testContext({ runner, pspec: testSpec(both) });
-    let settled = false;
     const done = prepareVmResources(ctx, { resizeSwapOnBind: true, setDiskQuotaForFs: "/mnt" });
-    done.then(
-      () => {
-        settled = true;
-      },
-      () => {
-        settled = true;
-      },
-    );
+    const settled = settledFlag(done);
     await until("set-disk-quota started", () => quota, 1000);
     await turn();
-    expect(settled).toBe(false);
+    expect(settled()).toBe(false);
     quota?.exit(0);
     const err = await rejection(done);
     expect(err.message).toContain("/neonvm/bin/resize-swap --once 1073741824");

@@ -70,6 +70,20 @@ function drive(store: ComputeStateStore, path: readonly ComputeStatus[]): void {
   for (const s of path) expect(store.setStatus(s)).toBe(true);
 }
 
+/** A running compute whose configurator hands each /configure spec to `reconfigure`. */
+function runningWithConfigurator(reconfigure: (pspec: ParsedSpec) => Promise<void>) {
+  const { app, store } = setup();
+  const { log } = memoryLogger();
+  drive(store, ["init", "running"]);
+  const shutdown = new AbortController();
+  const configurator = startConfigurator({ store, log, signal: shutdown.signal, reconfigure });
+  const stop = async () => {
+    shutdown.abort();
+    await configurator;
+  };
+  return { app, store, stop };
+}
+
 /** Resolves once /configure has handed its spec over (its waiter is then registered). */
 function pending(store: ComputeStateStore) {
   return store.waitForStatus(["configuration_pending"], { deadline: performance.now() + 5000 });
@@ -324,19 +338,10 @@ describe("POST /configure: answers", () => {
   });
 
   test("with the configurator: configured, then a failure reported with its cause", async () => {
-    const { app, store } = setup();
-    const { log } = memoryLogger();
-    drive(store, ["init", "running"]);
     const applied: ParsedSpec[] = [];
-    const shutdown = new AbortController();
-    const configurator = startConfigurator({
-      store,
-      log,
-      signal: shutdown.signal,
-      reconfigure: async (pspec) => {
-        applied.push(pspec);
-        if (applied.length === 2) throw new Error("could not write postgresql.conf");
-      },
+    const { app, store, stop } = runningWithConfigurator(async (pspec) => {
+      applied.push(pspec);
+      if (applied.length === 2) throw new Error("could not write postgresql.conf");
     });
     const ok = await post(app, requestJson({ tenant_id: OTHER_TENANT }));
     expect(ok.status).toBe(200);
@@ -355,24 +360,14 @@ describe("POST /configure: answers", () => {
     });
     // A failed compute takes no /configure (only a refresh may bring it back).
     await expectError(await post(app, requestJson()), 412, "invalid compute status: failed");
-    shutdown.abort();
-    await configurator;
+    await stop();
     expect(store.pendingWaiters).toBe(0);
   });
 
   test("100 requests in a row through the configurator, each answered in order", async () => {
-    const { app, store } = setup();
-    const { log } = memoryLogger();
-    drive(store, ["init", "running"]);
     const applied: number[] = [];
-    const shutdown = new AbortController();
-    const configurator = startConfigurator({
-      store,
-      log,
-      signal: shutdown.signal,
-      reconfigure: async (pspec) => {
-        applied.push(pspec.spec.suspend_timeout_seconds);
-      },
+    const { app, store, stop } = runningWithConfigurator(async (pspec) => {
+      applied.push(pspec.spec.suspend_timeout_seconds);
     });
     const deadline = performance.now() + 10_000;
     for (let i = 0; i < 100; i++) {
@@ -381,8 +376,7 @@ describe("POST /configure: answers", () => {
       expect(performance.now()).toBeLessThan(deadline);
     }
     expect(applied).toEqual(Array.from({ length: 100 }, (_, i) => i));
-    shutdown.abort();
-    await configurator;
+    await stop();
     expect(store.pendingWaiters).toBe(0);
   });
 });
