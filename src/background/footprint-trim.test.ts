@@ -265,6 +265,27 @@ describe("FootprintTrimmer", () => {
     expect(w.trims).toHaveLength(1);
   });
 
+  test("an observation that throws (no /proc) stops the trimmer once, never escapes", async () => {
+    const { log, lines } = memoryLogger();
+    let calls = 0;
+    const t = new FootprintTrimmer({
+      policy: P,
+      log,
+      observe: () => {
+        calls++;
+        throw new Error("ENOENT: /proc/self/status");
+      },
+      trim: () => Promise.reject(new Error("not reached")),
+    });
+    await t.check();
+    await t.check();
+    expect(
+      lines.filter((l) => l.includes("idle memory trim stopped: ENOENT: /proc/self/status")),
+    ).toHaveLength(1);
+    expect(calls).toBe(1);
+    expect(t.lastTrim).toBeNull();
+  });
+
   test("the log line says what was released, and why paging out could not happen", () => {
     const o: TrimOutcome = {
       before: { rss: 64 * MiB, file: 47 * MiB, anon: 17 * MiB },

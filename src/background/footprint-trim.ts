@@ -167,6 +167,8 @@ export class FootprintTrimmer {
   private prev: TrimObservation | undefined;
   private last: LastTrim | null = null;
   private running: Promise<void> | null = null;
+  /** The process could not be observed: the trimmer has given up for good. */
+  private gaveUp = false;
   private readonly deps: FootprintTrimmerDeps;
 
   constructor(deps: FootprintTrimmerDeps) {
@@ -190,10 +192,24 @@ export class FootprintTrimmer {
     return this.last;
   }
 
-  /** One check (the timer's tick); resolves when a trim it started is done. */
+  /**
+   * One check (the timer's tick); resolves when a trim it started is done.
+   * Never throws or rejects: it runs in PID 1's timer, where an escaped error
+   * would end the compute. If the process cannot even be observed (no /proc),
+   * the trimmer says so once and stops.
+   */
   check(): Promise<void> {
     if (this.running) return this.running;
-    const cur = this.deps.observe();
+    if (this.gaveUp) return Promise.resolve();
+    let cur: TrimObservation;
+    try {
+      cur = this.deps.observe();
+    } catch (e) {
+      this.deps.log.warn(`idle memory trim stopped: ${errorMessage(e)}`);
+      this.gaveUp = true;
+      this.stop();
+      return Promise.resolve();
+    }
     const prev = this.prev ?? cur;
     this.prev = cur;
     const decision = decideTrim(this.deps.policy, prev, cur, this.last);
@@ -201,23 +217,31 @@ export class FootprintTrimmer {
       if (this.last) this.last = settle(this.last, decision, cur.rssBytes);
       return Promise.resolve();
     }
-    this.running = (async () => {
-      let rssAfter = cur.rssBytes;
-      try {
-        const o = await this.deps.trim();
-        rssAfter = o.after.rss;
-        this.deps.log.info(describeTrim(o, decision.reason));
-      } catch (e) {
-        this.deps.log.warn(`releasing memory failed: ${errorMessage(e)}`);
-      }
-      // Also after a failure: the next attempt waits as after a trim.
-      const after = this.deps.observe();
-      this.last = afterTrim(this.last, cur.statusChanges, after.nowMs, rssAfter);
-      // The trim's own CPU time does not count against the next interval.
-      this.prev = after;
+    this.running = this.trimNow(cur, decision.reason).finally(() => {
       this.running = null;
-    })();
+    });
     return this.running;
+  }
+
+  private async trimNow(cur: TrimObservation, reason: string): Promise<void> {
+    let rssAfter = cur.rssBytes;
+    try {
+      const o = await this.deps.trim();
+      rssAfter = o.after.rss;
+      this.deps.log.info(describeTrim(o, reason));
+    } catch (e) {
+      this.deps.log.warn(`releasing memory failed: ${errorMessage(e)}`);
+    }
+    // Also after a failure: the next attempt waits as after a trim.
+    let after = cur;
+    try {
+      after = this.deps.observe();
+    } catch {
+      // The next check reports it.
+    }
+    this.last = afterTrim(this.last, cur.statusChanges, after.nowMs, rssAfter);
+    // The trim's own CPU time does not count against the next interval.
+    this.prev = after;
   }
 }
 

@@ -130,19 +130,16 @@ function writableFilePages(pagemapFd: number, m: AddressRange, pageSize: number)
 
 /** The file's own pages in the writable mappings; none when pagemap cannot be read. */
 function fileOwnedData(mappings: readonly ExecutableMapping[], pageSize: number): AddressRange[] {
-  let pagemap: number;
+  let pagemap: number | undefined;
   try {
     pagemap = openSync("/proc/self/pagemap", "r");
+    const fd = pagemap;
+    return mappings.filter((m) => m.writable).flatMap((m) => writableFilePages(fd, m, pageSize));
   } catch {
     // A kernel that hides pagemap: the writable data stays, the code still goes.
     return [];
-  }
-  try {
-    return mappings
-      .filter((m) => m.writable)
-      .flatMap((m) => writableFilePages(pagemap, m, pageSize));
   } finally {
-    closeSync(pagemap);
+    if (pagemap !== undefined) closeSync(pagemap);
   }
 }
 
